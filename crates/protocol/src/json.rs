@@ -11,7 +11,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{EncodeError, ProtocolError};
-use crate::message::{CancelInvocation, Close, Completion, Headers, HubMessage, Invocation, Outcome, StreamItem};
+use crate::message::{
+    CancelInvocation, Close, Completion, Headers, HubMessage, Invocation, Outcome, StreamItem,
+};
 use crate::naming::NamingPolicy;
 use crate::value::{Arguments, EncodeValue, Protocol, RawValue};
 
@@ -69,7 +71,11 @@ pub fn decode(record: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
         .invocation_id
         .filter(|id| !id.is_empty())
         .map(Cow::into_owned);
-    let required_id = || invocation_id.clone().ok_or(ProtocolError::MissingProperty("invocationId"));
+    let required_id = || {
+        invocation_id
+            .clone()
+            .ok_or(ProtocolError::MissingProperty("invocationId"))
+    };
     let message = match kind {
         1 | 4 => {
             let invocation = Invocation {

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use rmp::Marker;
 
 use crate::error::{EncodeError, ProtocolError};
-use crate::message::{CancelInvocation, Close, Completion, Headers, HubMessage, Invocation, Outcome, StreamItem};
+use crate::message::{
+    CancelInvocation, Close, Completion, Headers, HubMessage, Invocation, Outcome, StreamItem,
+};
 use crate::value::{Arguments, EncodeValue, Protocol, RawValue};
 use crate::varint;
 
@@ -148,7 +150,9 @@ pub fn encode_into<A: EncodeValue, V: EncodeValue>(
 }
 
 /// Encodes `message` into a fresh buffer and returns the framed bytes without copying them again.
-pub fn encode(message: &HubMessage<impl EncodeValue, impl EncodeValue>) -> Result<Bytes, EncodeError> {
+pub fn encode(
+    message: &HubMessage<impl EncodeValue, impl EncodeValue>,
+) -> Result<Bytes, EncodeError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&[0; varint::MAX_LEN]);
     encode_body(message, &mut out)?;
@@ -192,13 +196,19 @@ fn encode_body<A: EncodeValue, V: EncodeValue>(
             item.item.encode_msgpack(out)?;
         }
         HubMessage::Completion(completion) => {
-            let len = if matches!(completion.outcome, Outcome::Void) { 4 } else { 5 };
+            let len = if matches!(completion.outcome, Outcome::Void) {
+                4
+            } else {
+                5
+            };
             w::write_array_len(out, len).map_err(enc)?;
             w::write_uint(out, u64::from(kind)).map_err(enc)?;
             write_headers(out, &completion.headers)?;
             w::write_str(out, &completion.invocation_id).map_err(enc)?;
             match &completion.outcome {
-                Outcome::Void => w::write_uint(out, RESULT_KIND_VOID as u64).map(drop).map_err(enc)?,
+                Outcome::Void => w::write_uint(out, RESULT_KIND_VOID as u64)
+                    .map(drop)
+                    .map_err(enc)?,
                 Outcome::Error(error) => {
                     w::write_uint(out, RESULT_KIND_ERROR as u64).map_err(enc)?;
                     w::write_str(out, error).map_err(enc)?;
@@ -383,7 +393,11 @@ impl<'a> Reader<'a> {
         while pending > 0 {
             pending -= 1;
             let children: u64 = match self.marker()? {
-                Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => 0,
+                Marker::FixPos(_)
+                | Marker::FixNeg(_)
+                | Marker::Null
+                | Marker::True
+                | Marker::False => 0,
                 Marker::U8 | Marker::I8 => self.skip(1)?,
                 Marker::U16 | Marker::I16 => self.skip(2)?,
                 Marker::U32 | Marker::I32 | Marker::F32 => self.skip(4)?,
@@ -407,7 +421,9 @@ impl<'a> Reader<'a> {
                 Marker::Ext16 => self.skip_sized(2, 1)?,
                 Marker::Ext32 => self.skip_sized(4, 1)?,
                 Marker::Reserved => {
-                    return Err(ProtocolError::MessagePack("Invalid MessagePack marker 0xc1.".into()));
+                    return Err(ProtocolError::MessagePack(
+                        "Invalid MessagePack marker 0xc1.".into(),
+                    ));
                 }
             };
             pending += children;

@@ -11,7 +11,11 @@ pub enum NamingPolicy {
     AsDeclared,
 }
 /// w
-pub fn to_json_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T, _policy: NamingPolicy) -> serde_json::Result<()> {
+pub fn to_json_writer<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    _policy: NamingPolicy,
+) -> serde_json::Result<()> {
     serde_json::to_writer(out, value)
 }
 /// r

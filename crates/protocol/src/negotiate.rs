@@ -107,7 +107,10 @@ impl NegotiateRequest {
     pub fn select_version(&self, minimum: i32) -> Result<i32, NegotiateError> {
         let requested = match &self.negotiate_version {
             None => 0,
-            Some(raw) => raw.trim().parse::<i32>().map_err(|_| NegotiateError::NonInteger)?,
+            Some(raw) => raw
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| NegotiateError::NonInteger)?,
         };
         if requested < minimum {
             return Err(NegotiateError::Unsupported(requested));

@@ -84,7 +84,11 @@ impl SerializedMessage {
             source: None,
             naming: NamingPolicy::default(),
             json: OnceLock::from(json.ok_or(()).or_else(|()| missing(Protocol::Json))),
-            msgpack: OnceLock::from(msgpack.ok_or(()).or_else(|()| missing(Protocol::MessagePack))),
+            msgpack: OnceLock::from(
+                msgpack
+                    .ok_or(())
+                    .or_else(|()| missing(Protocol::MessagePack)),
+            ),
         }
     }
 
@@ -96,7 +100,9 @@ impl SerializedMessage {
         };
         cell.get_or_init(|| match &self.source {
             Some(source) => source.encode(protocol, self.naming),
-            None => Err(EncodeError(format!("no '{protocol}' encoding was provided"))),
+            None => Err(EncodeError(format!(
+                "no '{protocol}' encoding was provided"
+            ))),
         })
         .as_ref()
     }

@@ -120,8 +120,12 @@ pub fn decode_all(
     }
     if reader.buffered() > 0 {
         return Err(match protocol {
-            Protocol::Json => ProtocolError::Json("Message is incomplete: no record separator.".into()),
-            Protocol::MessagePack => ProtocolError::MessagePack("Unexpected end of message.".into()),
+            Protocol::Json => {
+                ProtocolError::Json("Message is incomplete: no record separator.".into())
+            }
+            Protocol::MessagePack => {
+                ProtocolError::MessagePack("Unexpected end of message.".into())
+            }
         });
     }
     Ok(messages)

@@ -129,9 +129,8 @@ impl RawValue {
                     .map_err(|_| ValueError("Invalid UTF-8 in JSON value.".into()))?;
                 naming::from_json_str(text).map_err(|e| ValueError(e.to_string()))
             }
-            Protocol::MessagePack => {
-                rmp_serde::from_slice(&self.bytes).map_err(|e| ValueError(e.to_string()))
-            }
+            Protocol::MessagePack => T::deserialize(&mut msgpack_deserializer(&self.bytes))
+                .map_err(|e| ValueError(e.to_string())),
         }
     }
 }
@@ -143,6 +142,18 @@ impl std::fmt::Debug for RawValue {
             Protocol::MessagePack => write!(f, "MessagePack({:02x?})", self.bytes.as_ref()),
         }
     }
+}
+
+/// Nesting deeper than this is refused when reading MessagePack values (serde_json's own limit is the
+/// same), so hostile input cannot exhaust the stack of the thread that reads it.
+pub const MAX_NESTING: usize = 128;
+
+fn msgpack_deserializer(
+    bytes: &[u8],
+) -> rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'_, [u8]>> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_NESTING);
+    de
 }
 
 /// The arguments of an Invocation or StreamInvocation as received: one [`RawValue`] each.
@@ -202,7 +213,7 @@ impl EncodeValue for RawValue {
                 Ok(())
             }
             Protocol::MessagePack => {
-                let mut de = rmp_serde::Deserializer::from_read_ref(self.bytes.as_ref());
+                let mut de = msgpack_deserializer(&self.bytes);
                 let mut ser = serde_json::Serializer::new(out);
                 serde_transcode::transcode(&mut de, &mut ser).map_err(EncodeError::from_display)
             }
@@ -240,7 +251,9 @@ impl EncodeValue for Arguments {
     fn encode_msgpack(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let len = u32::try_from(self.0.len()).map_err(EncodeError::from_display)?;
         rmp::encode::write_array_len(out, len).map_err(EncodeError::from_display)?;
-        self.0.iter().try_for_each(|value| value.encode_msgpack(out))
+        self.0
+            .iter()
+            .try_for_each(|value| value.encode_msgpack(out))
     }
 }
 
@@ -251,9 +264,15 @@ mod tests {
     #[test]
     fn protocol_names() {
         assert_eq!(Protocol::from_name("json"), Some(Protocol::Json));
-        assert_eq!(Protocol::from_name("MessagePack"), Some(Protocol::MessagePack));
+        assert_eq!(
+            Protocol::from_name("MessagePack"),
+            Some(Protocol::MessagePack)
+        );
         assert_eq!(Protocol::from_name("blazorpack"), None);
-        assert_eq!(Protocol::MessagePack.transfer_format(), TransferFormat::Binary);
+        assert_eq!(
+            Protocol::MessagePack.transfer_format(),
+            TransferFormat::Binary
+        );
     }
 
     #[test]
@@ -263,7 +282,8 @@ mod tests {
         json.encode_msgpack(&mut packed).unwrap();
         let back = RawValue::new(Protocol::MessagePack, Bytes::from(packed));
         let mut text = Vec::new();
-        back.encode_json(&mut text, NamingPolicy::CamelCase).unwrap();
+        back.encode_json(&mut text, NamingPolicy::CamelCase)
+            .unwrap();
         assert_eq!(text, br#"{"a":[1,"x",null]}"#);
         assert!(RawValue::new(Protocol::Json, Bytes::from_static(b"null")).is_null());
         assert!(RawValue::new(Protocol::MessagePack, Bytes::from_static(&[0xc0])).is_null());

@@ -83,7 +83,18 @@ mod tests {
 
     #[test]
     fn decode_round_trips() {
-        for n in [0usize, 1, 53, 127, 128, 5248, 16_383, 16_384, 1 << 21, 0x7fff_ffff] {
+        for n in [
+            0usize,
+            1,
+            53,
+            127,
+            128,
+            5248,
+            16_383,
+            16_384,
+            1 << 21,
+            0x7fff_ffff,
+        ] {
             let bytes = enc(n);
             assert_eq!(
                 decode(&bytes),
