@@ -7,10 +7,13 @@ use std::sync::{Arc, RwLock};
 
 use crate::{Backplane, BackplaneError, BoxFuture, Interest, LocalDelivery, Publish};
 
+/// The nodes attached to each hub.
+type Nodes = HashMap<Arc<str>, Vec<Arc<dyn LocalDelivery>>>;
+
 /// The in-memory backplane.
 #[derive(Default)]
 pub struct MemoryBackplane {
-    nodes: RwLock<HashMap<Arc<str>, Vec<Arc<dyn LocalDelivery>>>>,
+    nodes: RwLock<Nodes>,
 }
 
 impl MemoryBackplane {
@@ -79,8 +82,10 @@ mod tests {
     use super::*;
     use crate::{ConnectionId, Target};
 
+    type Seen = (Target, Vec<ConnectionId>, Vec<u8>);
+
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(Target, Vec<ConnectionId>, Vec<u8>)>>);
+    struct Recorder(Mutex<Vec<Seen>>);
 
     impl LocalDelivery for Recorder {
         fn deliver(&self, publish: &Publish) {
