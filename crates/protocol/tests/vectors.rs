@@ -431,3 +431,31 @@ fn msgpack_structs_are_maps_with_declared_names() {
     ];
     assert!(bytes.ends_with(&tail), "{:02x?}", &bytes[..]);
 }
+
+#[test]
+fn json_naming_policy_applies_to_declared_names() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    #[serde(rename_all = "PascalCase")]
+    struct Complex {
+        string: String,
+        int_array: Vec<i32>,
+    }
+    let value = Complex {
+        string: "s".into(),
+        int_array: vec![1],
+    };
+    let call = |naming| {
+        let message = HubMessage::<_, ()>::Invocation(Invocation::new("M", (&value,)));
+        String::from_utf8(
+            encode_message(Protocol::Json, &message, naming)
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    assert!(call(NamingPolicy::CamelCase).contains(r#"[{"string":"s","intArray":[1]}]"#));
+    assert!(call(NamingPolicy::AsDeclared).contains(r#"[{"String":"s","IntArray":[1]}]"#));
+    // Reading matches names ignoring case, as .NET does.
+    let raw = json(r#"{"string":"s","intarray":[1]}"#);
+    assert_eq!(raw.deserialize::<Complex>().unwrap(), value);
+}
