@@ -1,0 +1,60 @@
+//! The admin listener: `/live` (the process is up; never depends on Redis) and `/ready` (this node
+//! accepts new connections). Metrics join it later.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::text;
+
+/// Whether the node takes new connections; the drain sets it false.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the node ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the node is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves the admin endpoints until `shutdown`.
+pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let ready = readiness.is_ready();
+                async move {
+                    Ok::<_, Infallible>(match request.uri().path() {
+                        "/live" => text(StatusCode::OK, "OK"),
+                        "/ready" if ready => text(StatusCode::OK, "OK"),
+                        "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
+                        _ => text(StatusCode::NOT_FOUND, "Not Found"),
+                    })
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

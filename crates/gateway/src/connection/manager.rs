@@ -1,0 +1,100 @@
+//! The table of live connections, keyed by their secret token, and the heartbeat that drops
+//! connections left without a transport longer than the disconnect timeout (negotiated but never used,
+//! long polling with no poll, transports that went away).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use hubcast_backplane::ConnectionId;
+use hubcast_protocol::ids::{self, RandomError};
+use tokio_util::sync::CancellationToken;
+
+use super::Connection;
+use crate::endpoint::Endpoint;
+
+/// Live connections by token.
+#[derive(Default)]
+pub(crate) struct ConnectionManager {
+    connections: DashMap<Arc<str>, Arc<Connection>>,
+}
+
+impl ConnectionManager {
+    /// Creates and registers a connection. With negotiate version 0 the token is the connection id.
+    pub(crate) fn create(
+        &self,
+        endpoint: Arc<Endpoint>,
+        negotiate_version: i32,
+    ) -> Result<Arc<Connection>, RandomError> {
+        let id = ids::random_id()?;
+        let token: Arc<str> = if negotiate_version > 0 {
+            Arc::from(ids::random_id()?)
+        } else {
+            Arc::from(id.as_str())
+        };
+        let connection = Arc::new(Connection::new(
+            ConnectionId::new(id),
+            token.clone(),
+            endpoint,
+        ));
+        self.connections.insert(token, connection.clone());
+        Ok(connection)
+    }
+
+    /// Looks a connection up by the `id` query parameter's value.
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<Connection>> {
+        self.connections.get(token).map(|c| c.value().clone())
+    }
+
+    /// Forgets a connection (its application, if any, must already be ending).
+    pub(crate) fn remove(&self, token: &str) {
+        self.connections.remove(token);
+    }
+
+    /// Number of live connections.
+    pub(crate) fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Every live connection (shutdown).
+    pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
+        self.connections.iter().map(|c| c.value().clone()).collect()
+    }
+
+    /// Aborts and removes connections idle past their endpoint's disconnect timeout.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let expired: Vec<Arc<Connection>> = self
+            .connections
+            .iter()
+            .filter(|c| {
+                c.idle_for(now)
+                    .is_some_and(|idle| idle > c.endpoint.options.disconnect_timeout)
+            })
+            .map(|c| c.value().clone())
+            .collect();
+        for connection in expired {
+            tracing::debug!(connection_id = %connection.id, "dropping inactive connection");
+            connection.close_transport_lost();
+            self.remove(&connection.token);
+        }
+    }
+
+    /// Runs [`sweep`](Self::sweep) every second until `shutdown`.
+    pub(crate) fn spawn_heartbeat(self: &Arc<Self>, shutdown: CancellationToken) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(manager) = manager.upgrade() else {
+                    break;
+                };
+                manager.sweep(Instant::now());
+            }
+        });
+    }
+}

@@ -1,0 +1,238 @@
+//! Transport-level connections (ASP.NET's `HttpConnectionContext`): created by negotiate (or by a
+//! WebSocket without an id), looked up by their secret token on every later request, bound to one
+//! transport, and dropped when their application ends or their transport goes away for too long.
+//!
+//! A connection owns its [`Outbound`] queue and an abort token; the application running on it (a hub
+//! session or a raw connection handler) reads from an [`Inbound`] and writes to the queue.
+
+mod inbound;
+mod manager;
+pub(crate) mod outbound;
+mod request;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hubcast_backplane::ConnectionId;
+use hubcast_protocol::Transport;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use inbound::{Inbound, InboundEnd};
+pub(crate) use manager::ConnectionManager;
+pub use outbound::PushError;
+pub(crate) use outbound::{Batch, Outbound};
+pub use request::RequestInfo;
+
+use crate::close::CloseReason;
+use crate::endpoint::Endpoint;
+
+/// What is attached to a connection right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attachment {
+    /// Negotiated, no transport request yet.
+    None,
+    /// A WebSocket is open.
+    WebSocket,
+    /// A Server-Sent Events response is open.
+    ServerSentEvents,
+    /// Long polling; `polling` tells whether a poll request is waiting now.
+    LongPolling { polling: bool, generation: u64 },
+}
+
+#[derive(Debug)]
+struct TransportState {
+    attachment: Attachment,
+    /// When the connection last had no transport request attached (for the disconnect timeout).
+    idle_since: Option<Instant>,
+}
+
+/// One transport-level connection.
+pub(crate) struct Connection {
+    pub(crate) id: ConnectionId,
+    pub(crate) token: Arc<str>,
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) outbound: Outbound,
+    /// Cancelled to make the application end (client gone, inactivity, slow consumer, shutdown).
+    pub(crate) abort: CancellationToken,
+    state: Mutex<TransportState>,
+    /// Where POSTed bytes go (SSE and long polling).
+    inbound: Mutex<Option<mpsc::Sender<Bytes>>>,
+    request: OnceLock<Arc<RequestInfo>>,
+    /// WebSocket frames are Binary (MessagePack, or a raw handler writing binary) rather than Text.
+    binary: AtomicBool,
+    /// Why the connection is being closed, set once by whoever closes it first.
+    close_reason: OnceLock<CloseReason>,
+    /// The framed Ping and its period, once a hub handshake has chosen the protocol.
+    keep_alive: OnceLock<(Bytes, Duration)>,
+    /// Signalled when a new long poll supersedes the waiting one.
+    pub(crate) poll_changed: Notify,
+}
+
+impl Connection {
+    pub(crate) fn new(id: ConnectionId, token: Arc<str>, endpoint: Arc<Endpoint>) -> Self {
+        let limit = endpoint.options.transport_max_buffer_size;
+        Self {
+            id,
+            token,
+            endpoint,
+            outbound: Outbound::new(limit),
+            abort: CancellationToken::new(),
+            state: Mutex::new(TransportState {
+                attachment: Attachment::None,
+                idle_since: Some(Instant::now()),
+            }),
+            inbound: Mutex::new(None),
+            request: OnceLock::new(),
+            binary: AtomicBool::new(false),
+            close_reason: OnceLock::new(),
+            keep_alive: OnceLock::new(),
+            poll_changed: Notify::new(),
+        }
+    }
+
+    /// Asks the application to end for `reason` (the first reason given wins).
+    pub(crate) fn close_with(&self, reason: CloseReason) {
+        let _ = self.close_reason.set(reason);
+        self.abort.cancel();
+    }
+
+    /// The transport went away.
+    pub(crate) fn close_transport_lost(&self) {
+        self.close_with(CloseReason::TransportLost);
+    }
+
+    /// Why the connection was closed, if it was.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.get().cloned()
+    }
+
+    /// Starts keep-alive pings on the transports that send them.
+    pub(crate) fn set_keep_alive(&self, ping: Bytes, period: Duration) {
+        let _ = self.keep_alive.set((ping, period));
+    }
+
+    /// The keep-alive ping and period, once set.
+    pub(crate) fn keep_alive(&self) -> Option<&(Bytes, Duration)> {
+        self.keep_alive.get()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TransportState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current attachment.
+    pub(crate) fn attachment(&self) -> Attachment {
+        self.state().attachment
+    }
+
+    /// Binds the first transport. Fails with the attachment already present.
+    pub(crate) fn attach(&self, transport: Transport) -> Result<(), Attachment> {
+        let mut state = self.state();
+        if state.attachment != Attachment::None {
+            return Err(state.attachment);
+        }
+        state.attachment = match transport {
+            Transport::WebSockets => Attachment::WebSocket,
+            Transport::ServerSentEvents => Attachment::ServerSentEvents,
+            Transport::LongPolling => Attachment::LongPolling {
+                polling: false,
+                generation: 0,
+            },
+        };
+        state.idle_since = match transport {
+            Transport::LongPolling => Some(Instant::now()),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    /// A long poll starts: returns its generation (a newer poll supersedes older ones).
+    pub(crate) fn begin_poll(&self) -> u64 {
+        let mut state = self.state();
+        let generation = match state.attachment {
+            Attachment::LongPolling { generation, .. } => generation + 1,
+            _ => 0,
+        };
+        state.attachment = Attachment::LongPolling {
+            polling: true,
+            generation,
+        };
+        state.idle_since = None;
+        generation
+    }
+
+    /// Whether `generation` is still the newest poll.
+    pub(crate) fn is_current_poll(&self, generation: u64) -> bool {
+        matches!(self.state().attachment, Attachment::LongPolling { generation: g, .. } if g == generation)
+    }
+
+    /// A long poll ended; the inactivity clock starts if it was the newest.
+    pub(crate) fn end_poll(&self, generation: u64) {
+        let mut state = self.state();
+        if let Attachment::LongPolling {
+            generation: current,
+            ..
+        } = state.attachment
+            && current == generation
+        {
+            state.attachment = Attachment::LongPolling {
+                polling: false,
+                generation,
+            };
+            state.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// How long the connection has been without a transport request, if it is.
+    pub(crate) fn idle_for(&self, now: Instant) -> Option<std::time::Duration> {
+        self.state()
+            .idle_since
+            .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Creates the channel POSTs feed; returns the application's end.
+    pub(crate) fn open_inbound(&self, capacity: usize) -> Inbound {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        *self.inbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        Inbound::channel(rx)
+    }
+
+    /// The sender for POSTed bytes, when the transport takes POSTs.
+    pub(crate) fn inbound_sender(&self) -> Option<mpsc::Sender<Bytes>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Closes the POST channel, so the application sees the end of input.
+    pub(crate) fn close_inbound(&self) {
+        self.inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Records the transport request (the first one wins, as in .NET).
+    pub(crate) fn set_request(&self, request: RequestInfo) {
+        let _ = self.request.set(Arc::new(request));
+    }
+
+    /// The transport request, once a transport is attached.
+    pub(crate) fn request(&self) -> Option<Arc<RequestInfo>> {
+        self.request.get().cloned()
+    }
+
+    pub(crate) fn set_binary(&self, binary: bool) {
+        self.binary.store(binary, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_binary(&self) -> bool {
+        self.binary.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,207 @@
+//! The per-connection outbound queue: everything the server sends to one client waits here until that
+//! client's transport writes it.
+//!
+//! The queue is bounded in bytes (`transport_max_buffer_size`). A push that would exceed the bound fails
+//! instead of waiting, so a broadcast never stalls on one slow client and memory never grows without
+//! bound; the caller then closes that client as a slow consumer. Writers take everything queued at once
+//! ([`Outbound::next_batch`]) and write it with as few syscalls as the transport allows, since SignalR
+//! allows several hub messages per WebSocket frame, SSE event or poll response.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Why bytes could not be queued for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The queue holds its maximum: the client is not reading fast enough.
+    #[error("the client's outbound queue is full")]
+    Full,
+    /// The connection is finishing; nothing more is accepted.
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// What a writer gets from [`Outbound::next_batch`].
+#[derive(Debug)]
+pub(crate) enum Batch {
+    /// Messages to write, in order.
+    Data(VecDeque<Bytes>),
+    /// Nothing was queued for the whole idle period: time for a keep-alive ping.
+    Idle,
+    /// The connection is finished and everything queued has been handed out.
+    Done,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Bytes>,
+    bytes: usize,
+    /// A WebSocket pong owed to the client (written before data).
+    pong: Option<Bytes>,
+    completed: bool,
+}
+
+/// A byte-bounded queue with one writer.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    state: Mutex<State>,
+    notify: Notify,
+    limit: usize,
+}
+
+impl Outbound {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `bytes`. A message larger than the limit is accepted only into an empty queue.
+    pub(crate) fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+        {
+            let mut state = self.lock();
+            if state.completed {
+                return Err(PushError::Closed);
+            }
+            if state.bytes > 0 && state.bytes + bytes.len() > self.limit {
+                return Err(PushError::Full);
+            }
+            state.bytes += bytes.len();
+            state.items.push_back(bytes);
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues a final message (a Close) whatever the limit, and marks the queue complete. With
+    /// `discard_pending`, what was still queued is dropped first (a slow consumer gets its Close now).
+    pub(crate) fn finish(&self, last: Option<Bytes>, discard_pending: bool) {
+        {
+            let mut state = self.lock();
+            if state.completed {
+                return;
+            }
+            if discard_pending {
+                state.items.clear();
+                state.bytes = 0;
+            }
+            if let Some(last) = last {
+                state.bytes += last.len();
+                state.items.push_back(last);
+            }
+            state.completed = true;
+        }
+        self.notify.notify_one();
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.lock().completed
+    }
+
+    /// Records a pong to send (WebSocket control frames ride outside the byte bound).
+    pub(crate) fn push_pong(&self, payload: Bytes) {
+        self.lock().pong = Some(payload);
+        self.notify.notify_one();
+    }
+
+    /// Takes a pending pong, if any.
+    pub(crate) fn take_pong(&self) -> Option<Bytes> {
+        self.lock().pong.take()
+    }
+
+    /// Takes everything queued now, without waiting. `Done` once finished and empty.
+    pub(crate) fn try_batch(&self) -> Option<Batch> {
+        let mut state = self.lock();
+        if !state.items.is_empty() {
+            state.bytes = 0;
+            return Some(Batch::Data(std::mem::take(&mut state.items)));
+        }
+        state.completed.then_some(Batch::Done)
+    }
+
+    /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] after that long without data.
+    pub(crate) async fn next_batch(&self, idle: Option<Duration>) -> Batch {
+        loop {
+            if let Some(batch) = self.try_batch() {
+                return batch;
+            }
+            if self.lock().pong.is_some() {
+                return Batch::Data(VecDeque::new());
+            }
+            match idle {
+                Some(period) => {
+                    if tokio::time::timeout(period, self.notify.notified())
+                        .await
+                        .is_err()
+                    {
+                        return Batch::Idle;
+                    }
+                }
+                None => self.notify.notified().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    #[test]
+    fn bounded_in_bytes_with_room_for_one_large_message() {
+        let q = Outbound::new(100);
+        assert_eq!(q.push(b(150)), Ok(()));
+        assert_eq!(q.push(b(1)), Err(PushError::Full));
+        let Some(Batch::Data(items)) = q.try_batch() else {
+            panic!()
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(q.push(b(60)), Ok(()));
+        assert_eq!(q.push(b(40)), Ok(()));
+        assert_eq!(q.push(b(1)), Err(PushError::Full));
+    }
+
+    #[test]
+    fn finish_discards_pending_and_refuses_more() {
+        let q = Outbound::new(100);
+        q.push(b(10)).unwrap();
+        q.finish(Some(b(3)), true);
+        assert_eq!(q.push(b(1)), Err(PushError::Closed));
+        let Some(Batch::Data(items)) = q.try_batch() else {
+            panic!()
+        };
+        assert_eq!(items.iter().map(Bytes::len).collect::<Vec<_>>(), vec![3]);
+        assert!(matches!(q.try_batch(), Some(Batch::Done)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_batches_come_after_the_period() {
+        let q = Outbound::new(100);
+        assert!(matches!(
+            q.next_batch(Some(Duration::from_secs(15))).await,
+            Batch::Idle
+        ));
+        q.push(b(5)).unwrap();
+        assert!(matches!(
+            q.next_batch(Some(Duration::from_secs(15))).await,
+            Batch::Data(_)
+        ));
+    }
+}

@@ -1,0 +1,120 @@
+//! Endpoints: a path mapped to a hub or to a raw connection handler (ASP.NET's `MapHub` and
+//! `MapConnectionHandler`), with the options of its transports, and the code that starts the
+//! application of a connection once its transport is attached.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hubcast_backplane::{BoxFuture, ConnectionId};
+
+use crate::config::HubOptions;
+use crate::connection::{Connection, Inbound, InboundEnd, PushError, RequestInfo};
+use crate::hub::HubRuntime;
+
+/// A mapped path.
+pub(crate) struct Endpoint {
+    /// The path as mapped, lower-cased, without a trailing slash.
+    pub(crate) path: String,
+    pub(crate) options: HubOptions,
+    pub(crate) app: App,
+}
+
+/// What runs on the connections of an endpoint.
+pub(crate) enum App {
+    Hub(Arc<HubRuntime>),
+    Raw(Arc<dyn ConnectionHandler>),
+}
+
+/// Application code for a raw endpoint: bytes in, bytes out, no hub protocol and no handshake.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// Runs for the lifetime of one connection; the connection closes when the future completes.
+    fn run(&self, connection: RawConnection) -> BoxFuture<'static, ()>;
+}
+
+/// A chunk received on a raw connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawChunk {
+    /// The bytes, as received (frame and request boundaries carry no meaning).
+    pub data: Bytes,
+    /// Whether they came in a binary WebSocket frame.
+    pub binary: bool,
+}
+
+/// One raw connection, as its handler sees it.
+pub struct RawConnection {
+    connection: Arc<Connection>,
+    inbound: Inbound,
+}
+
+impl RawConnection {
+    /// The connection id.
+    pub fn connection_id(&self) -> &ConnectionId {
+        &self.connection.id
+    }
+
+    /// The HTTP request that opened the transport.
+    pub fn request(&self) -> Option<Arc<RequestInfo>> {
+        self.connection.request()
+    }
+
+    /// The next received chunk; `None` when the client is gone.
+    pub async fn recv(&mut self) -> Option<RawChunk> {
+        tokio::select! {
+            _ = self.connection.abort.cancelled() => None,
+            next = self.inbound.next(&self.connection) => {
+                next.ok().map(|(data, binary)| RawChunk { data, binary })
+            }
+        }
+    }
+
+    /// Queues bytes for the client, as a binary WebSocket frame when `binary`. Fails when the client
+    /// is gone or not reading.
+    pub fn send(&self, data: Bytes, binary: bool) -> Result<(), PushError> {
+        self.connection.set_binary(binary);
+        self.connection.outbound.push(data)
+    }
+}
+
+/// The raw echo endpoint of the official client's functional tests: every chunk goes back as received.
+pub struct EchoHandler;
+
+impl ConnectionHandler for EchoHandler {
+    fn run(&self, mut connection: RawConnection) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            while let Some(chunk) = connection.recv().await {
+                if connection.send(chunk.data, chunk.binary).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+/// Runs the endpoint's application on a connection whose transport was just attached, then finishes the
+/// outbound queue so the transport can end. The transport removes the connection from the manager once
+/// it has written what was queued.
+pub(crate) async fn run_application(connection: Arc<Connection>, inbound: Inbound) {
+    match &connection.endpoint.app {
+        App::Hub(hub) => hub.clone().run_session(connection.clone(), inbound).await,
+        App::Raw(handler) => {
+            let raw = RawConnection {
+                connection: connection.clone(),
+                inbound,
+            };
+            handler.run(raw).await;
+            connection.outbound.finish(None, false);
+        }
+    }
+    connection.close_inbound();
+}
+
+/// The end of input from a transport, mapped to a close reason.
+pub(crate) fn inbound_end_reason(end: InboundEnd) -> crate::close::CloseReason {
+    match end {
+        InboundEnd::Closed => crate::close::CloseReason::ClientClosed,
+        InboundEnd::Failed(detail) => {
+            tracing::debug!(%detail, "transport failed");
+            crate::close::CloseReason::TransportLost
+        }
+    }
+}

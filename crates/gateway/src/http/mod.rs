@@ -1,0 +1,262 @@
+//! The HTTP surface of a gateway node: routing (case-insensitive, per mapped path), the responses of the
+//! SignalR transport protocol (protocol notes §1), and the accept loop on hyper 1.x (HTTP/1.1 with
+//! upgrades, and h2c).
+
+mod long_polling;
+mod negotiate;
+mod sse;
+mod websocket;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hubcast_backplane::BoxFuture;
+use hubcast_protocol::Transport;
+use hubcast_protocol::negotiate::query_param;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::GatewayInner;
+use crate::connection::{Attachment, Connection};
+use crate::endpoint::Endpoint;
+
+/// The response body type of every handler.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A custom route: gets the whole request, returns the response.
+pub type RouteHandler =
+    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Adds headers (cookies, say) to every successful negotiate response.
+pub type NegotiateHook = Arc<dyn Fn(&http::request::Parts, &mut http::HeaderMap) + Send + Sync>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// A response with a body and content type.
+pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Empty::new().boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+/// Serves `inner` on `listener` until `shutdown` is cancelled.
+pub(crate) async fn serve(
+    inner: Arc<GatewayInner>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let inner = inner.clone();
+                async move { Ok::<_, Infallible>(route(inner, request, remote).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::trace!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Routes one request.
+async fn route(
+    inner: Arc<GatewayInner>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
+    let path = request.uri().path().to_ascii_lowercase();
+    if let Some((_, handler)) = inner
+        .routes
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+    {
+        return handler(request).await;
+    }
+    let trimmed = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    for endpoint in &inner.endpoints {
+        if trimmed == endpoint.path {
+            return transport(&inner, endpoint, request, remote).await;
+        }
+        if trimmed.strip_suffix("/negotiate") == Some(endpoint.path.as_str()) {
+            return negotiate::negotiate(&inner, endpoint, request);
+        }
+    }
+    text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Dispatches a request on a mapped path by method and headers.
+async fn transport(
+    inner: &Arc<GatewayInner>,
+    endpoint: &Arc<Endpoint>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
+    let result = match *request.method() {
+        Method::GET if fastwebsockets::upgrade::is_upgrade_request(&request) => {
+            websocket::upgrade(inner, endpoint, request, remote)
+        }
+        Method::GET if accepts_event_stream(&request) => {
+            sse::open(inner, endpoint, request, remote)
+        }
+        Method::GET => long_polling::poll(inner, endpoint, request, remote).await,
+        Method::POST => long_polling::send(inner, endpoint, request).await,
+        Method::DELETE => long_polling::delete(inner, endpoint, &request),
+        _ => Ok(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
+    };
+    result.unwrap_or_else(Refusal::response)
+}
+
+fn accepts_event_stream<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// A transport request the server refuses, mapped to its status and body in one place
+/// (protocol notes §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NoId,
+    UnknownId,
+    NotSupported(Transport),
+    SameTransportActive,
+    TransportChange,
+    PostOnWebSocket,
+    DeleteNotLongPolling,
+    BadUpgrade,
+    BadBody,
+    Internal,
+}
+
+impl Refusal {
+    pub(crate) fn response(self) -> Response<Body> {
+        let (status, body) = match self {
+            Refusal::NoId => (StatusCode::BAD_REQUEST, "Connection ID required"),
+            Refusal::UnknownId => (StatusCode::NOT_FOUND, "No Connection with that ID"),
+            Refusal::NotSupported(Transport::WebSockets) => (
+                StatusCode::NOT_FOUND,
+                "WebSockets transport not supported by this end point type",
+            ),
+            Refusal::NotSupported(Transport::ServerSentEvents) => (
+                StatusCode::NOT_FOUND,
+                "ServerSentEvents transport not supported by this end point type",
+            ),
+            Refusal::NotSupported(Transport::LongPolling) => (
+                StatusCode::NOT_FOUND,
+                "LongPolling transport not supported by this end point type",
+            ),
+            Refusal::SameTransportActive => (
+                StatusCode::CONFLICT,
+                "Connection already has an active transport of this type",
+            ),
+            Refusal::TransportChange => (
+                StatusCode::BAD_REQUEST,
+                "Cannot change transports mid-connection",
+            ),
+            Refusal::PostOnWebSocket => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST requests are not allowed for WebSocket connections.",
+            ),
+            Refusal::DeleteNotLongPolling => (
+                StatusCode::BAD_REQUEST,
+                "Cannot terminate this connection using the DELETE endpoint.",
+            ),
+            Refusal::BadUpgrade => (StatusCode::BAD_REQUEST, "Invalid WebSocket upgrade request"),
+            Refusal::BadBody => (StatusCode::BAD_REQUEST, "Error reading the request body"),
+            Refusal::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        };
+        text(status, body)
+    }
+}
+
+/// Finds the connection named by the `id` query parameter.
+fn lookup<B>(
+    inner: &GatewayInner,
+    endpoint: &Arc<Endpoint>,
+    request: &Request<B>,
+) -> Result<Arc<Connection>, Refusal> {
+    let query = request.uri().query().unwrap_or("");
+    let token = query_param(query, "id").ok_or(Refusal::NoId)?;
+    inner
+        .manager
+        .get(&token)
+        .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+        .ok_or(Refusal::UnknownId)
+}
+
+/// Checks that the endpoint offers `transport`.
+fn offered(endpoint: &Endpoint, transport: Transport) -> Result<(), Refusal> {
+    if endpoint.options.transports.contains(&transport) {
+        Ok(())
+    } else {
+        Err(Refusal::NotSupported(transport))
+    }
+}
+
+/// Binds `transport` to a connection.
+fn attach(connection: &Connection, transport: Transport) -> Result<(), Refusal> {
+    connection.attach(transport).map_err(|existing| {
+        let same = matches!(
+            (existing, transport),
+            (Attachment::WebSocket, Transport::WebSockets)
+                | (Attachment::ServerSentEvents, Transport::ServerSentEvents)
+                | (Attachment::LongPolling { .. }, Transport::LongPolling)
+        );
+        if same {
+            Refusal::SameTransportActive
+        } else {
+            Refusal::TransportChange
+        }
+    })
+}

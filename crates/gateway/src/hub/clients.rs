@@ -1,0 +1,241 @@
+//! Sending to clients and managing groups. Every send is encoded once per protocol the hub offers and
+//! published through the backplane, which gets it to every node holding a recipient (this one included).
+
+use std::sync::Arc;
+
+use hubcast_backplane::{
+    BackplaneError, ConnectionId, GroupName, Interest, Publish, SerializedMessage, Target, UserId,
+};
+use hubcast_protocol::{HubMessage, Invocation, encode_message};
+use serde::Serialize;
+
+use super::runtime::HubShared;
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The arguments could not be serialized.
+    #[error("failed to serialize the message: {0}")]
+    Encode(String),
+    /// The backplane refused the publish.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+/// Why a group operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// No connection with that id on this node.
+    #[error("connection '{0}' does not exist on this node")]
+    UnknownConnection(ConnectionId),
+    /// The backplane refused the subscription.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+/// A handle on a hub, for sending from anywhere (hub methods, background tasks, the control API).
+#[derive(Clone)]
+pub struct HubContext {
+    shared: Arc<HubShared>,
+}
+
+impl HubContext {
+    pub(crate) fn new(shared: Arc<HubShared>) -> Self {
+        Self { shared }
+    }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn proxy(&self, target: Target, excluded: Vec<ConnectionId>) -> ClientProxy {
+        ClientProxy {
+            shared: self.shared.clone(),
+            target,
+            excluded,
+        }
+    }
+
+    /// Every connection.
+    pub fn all(&self) -> ClientProxy {
+        self.proxy(Target::All, Vec::new())
+    }
+
+    /// Every connection but these.
+    pub fn all_except(&self, excluded: Vec<ConnectionId>) -> ClientProxy {
+        self.proxy(Target::All, excluded)
+    }
+
+    /// One connection.
+    pub fn client(&self, id: ConnectionId) -> ClientProxy {
+        self.proxy(Target::Connections(vec![id]), Vec::new())
+    }
+
+    /// Some connections.
+    pub fn clients(&self, ids: Vec<ConnectionId>) -> ClientProxy {
+        self.proxy(Target::Connections(ids), Vec::new())
+    }
+
+    /// The members of a group.
+    pub fn group(&self, group: impl Into<GroupName>) -> ClientProxy {
+        self.proxy(Target::Groups(vec![group.into()]), Vec::new())
+    }
+
+    /// The members of several groups (each connection once).
+    pub fn groups_of(&self, groups: Vec<GroupName>) -> ClientProxy {
+        self.proxy(Target::Groups(groups), Vec::new())
+    }
+
+    /// The members of a group but these connections.
+    pub fn group_except(
+        &self,
+        group: impl Into<GroupName>,
+        excluded: Vec<ConnectionId>,
+    ) -> ClientProxy {
+        self.proxy(Target::Groups(vec![group.into()]), excluded)
+    }
+
+    /// Every connection of a user.
+    pub fn user(&self, user: impl Into<UserId>) -> ClientProxy {
+        self.proxy(Target::Users(vec![user.into()]), Vec::new())
+    }
+
+    /// Every connection of several users.
+    pub fn users(&self, users: Vec<UserId>) -> ClientProxy {
+        self.proxy(Target::Users(users), Vec::new())
+    }
+
+    /// Group membership.
+    pub fn groups(&self) -> Groups {
+        Groups {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Connections of this hub on this node.
+    pub fn local_connection_count(&self) -> usize {
+        self.shared.registry.len()
+    }
+}
+
+/// Targets relative to a calling connection, plus every absolute target of [`HubContext`].
+pub struct CallerClients {
+    hub: HubContext,
+    caller: ConnectionId,
+}
+
+impl CallerClients {
+    pub(crate) fn new(hub: HubContext, caller: ConnectionId) -> Self {
+        Self { hub, caller }
+    }
+
+    /// The calling connection.
+    pub fn caller(&self) -> ClientProxy {
+        self.hub.client(self.caller.clone())
+    }
+
+    /// Every connection but the caller.
+    pub fn others(&self) -> ClientProxy {
+        self.hub.all_except(vec![self.caller.clone()])
+    }
+
+    /// The members of a group but the caller.
+    pub fn others_in_group(&self, group: impl Into<GroupName>) -> ClientProxy {
+        self.hub.group_except(group, vec![self.caller.clone()])
+    }
+}
+
+impl std::ops::Deref for CallerClients {
+    type Target = HubContext;
+
+    fn deref(&self) -> &HubContext {
+        &self.hub
+    }
+}
+
+/// A send target: call [`send`](Self::send) to invoke a client method on every recipient.
+pub struct ClientProxy {
+    shared: Arc<HubShared>,
+    target: Target,
+    excluded: Vec<ConnectionId>,
+}
+
+impl ClientProxy {
+    /// Invokes `method` with `args` (a tuple, one element per argument) on every recipient. The message
+    /// is encoded once per protocol the hub offers, whatever the number of recipients.
+    pub async fn send<A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<(), SendError> {
+        let message: HubMessage<&A, ()> = HubMessage::Invocation(Invocation::new(method, args));
+        let mut json = None;
+        let mut msgpack = None;
+        for &protocol in &self.shared.options.supported_protocols {
+            let bytes = encode_message(protocol, &message, self.shared.options.json_naming_policy)
+                .map_err(|e| SendError::Encode(e.0))?;
+            match protocol {
+                hubcast_protocol::Protocol::Json => json = Some(bytes),
+                hubcast_protocol::Protocol::MessagePack => msgpack = Some(bytes),
+            }
+        }
+        let publish = Publish {
+            hub: self.shared.name.clone(),
+            target: self.target.clone(),
+            excluded: self.excluded.clone(),
+            message: Arc::new(SerializedMessage::from_encoded(json, msgpack)),
+        };
+        self.shared.backplane.publish(publish).await?;
+        Ok(())
+    }
+}
+
+/// Adds connections to groups and removes them.
+pub struct Groups {
+    shared: Arc<HubShared>,
+}
+
+impl Groups {
+    /// Adds a connection of this node to a group.
+    pub async fn add(
+        &self,
+        connection: &ConnectionId,
+        group: impl Into<GroupName>,
+    ) -> Result<(), GroupError> {
+        let group = group.into();
+        let first = self
+            .shared
+            .registry
+            .add_to_group(connection, &group)
+            .ok_or_else(|| GroupError::UnknownConnection(connection.clone()))?;
+        if first {
+            self.shared
+                .backplane
+                .subscribe(&self.shared.name, Interest::Group(group))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a connection of this node from a group (a no-op when it is not a member).
+    pub async fn remove(
+        &self,
+        connection: &ConnectionId,
+        group: impl Into<GroupName>,
+    ) -> Result<(), GroupError> {
+        let group = group.into();
+        let last = self
+            .shared
+            .registry
+            .remove_from_group(connection, &group)
+            .ok_or_else(|| GroupError::UnknownConnection(connection.clone()))?;
+        if last {
+            self.shared
+                .backplane
+                .unsubscribe(&self.shared.name, Interest::Group(group))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! The caller context a hub method or lifecycle handler receives: who is calling (connection, user,
+//! HTTP request, transport) and handles to send to clients and manage groups.
+
+use std::sync::Arc;
+
+use hubcast_backplane::{ConnectionId, UserId};
+use hubcast_protocol::{Protocol, Transport};
+
+use super::clients::{CallerClients, Groups, HubContext};
+use super::runtime::HubShared;
+use crate::connection::RequestInfo;
+
+/// An authenticated user, as the authentication layer established it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// The user id (`Clients.User` targets it).
+    pub id: UserId,
+    /// Roles, for per-method authorization.
+    pub roles: Vec<String>,
+    /// Every claim of the credential.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The connection a call comes from.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) connection_id: ConnectionId,
+    pub(crate) user: Option<User>,
+    pub(crate) request: Arc<RequestInfo>,
+    pub(crate) transport: Transport,
+    pub(crate) protocol: Protocol,
+}
+
+/// What a hub method knows about its call.
+pub struct Context<S> {
+    pub(crate) caller: Arc<Caller>,
+    pub(crate) state: Arc<S>,
+    pub(crate) hub: Arc<HubShared>,
+}
+
+impl<S> Clone for Context<S> {
+    fn clone(&self) -> Self {
+        Self {
+            caller: self.caller.clone(),
+            state: self.state.clone(),
+            hub: self.hub.clone(),
+        }
+    }
+}
+
+impl<S> Context<S> {
+    /// The caller's connection id.
+    pub fn connection_id(&self) -> &ConnectionId {
+        &self.caller.connection_id
+    }
+
+    /// The caller's user, when authenticated.
+    pub fn user(&self) -> Option<&User> {
+        self.caller.user.as_ref()
+    }
+
+    /// The caller's user id, when authenticated.
+    pub fn user_id(&self) -> Option<&UserId> {
+        self.caller.user.as_ref().map(|u| &u.id)
+    }
+
+    /// The HTTP request that opened the caller's transport (headers, query, cookies).
+    pub fn request(&self) -> &RequestInfo {
+        &self.caller.request
+    }
+
+    /// The caller's transport.
+    pub fn transport(&self) -> Transport {
+        self.caller.transport
+    }
+
+    /// The caller's hub protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.caller.protocol
+    }
+
+    /// The hub's shared state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Send targets relative to the caller (caller, others, …) and every other target.
+    pub fn clients(&self) -> CallerClients {
+        CallerClients::new(self.hub_context(), self.caller.connection_id.clone())
+    }
+
+    /// Group membership.
+    pub fn groups(&self) -> Groups {
+        self.hub_context().groups()
+    }
+
+    /// A handle on the hub usable outside this call (spawned tasks, timers).
+    pub fn hub_context(&self) -> HubContext {
+        HubContext::new(self.hub.clone())
+    }
+}

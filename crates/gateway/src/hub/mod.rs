@@ -1,0 +1,201 @@
+//! The Hub API: declare a hub's methods as typed async functions, its `on_connected` and
+//! `on_disconnected` handlers and its shared state; the gateway runs it on every connection of its path.
+//!
+//! ```
+//! use hubcast_gateway::hub::{Context, Hub, HubError};
+//!
+//! #[derive(Default)]
+//! struct Chat;
+//!
+//! async fn send_message(ctx: Context<Chat>, user: String, message: String) -> Result<(), HubError> {
+//!     ctx.clients().all().send("ReceiveMessage", &(user, message)).await?;
+//!     Ok(())
+//! }
+//!
+//! let hub = Hub::builder("chat", Chat)
+//!     .method("SendMessage", send_message)
+//!     .method("Echo", |_ctx: Context<Chat>, text: String| async move { Ok(text) })
+//!     .build();
+//! assert_eq!(hub.name(), "chat");
+//! ```
+
+mod clients;
+mod context;
+pub(crate) mod error;
+mod handler;
+pub(crate) mod registry;
+mod runtime;
+mod session;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use hubcast_backplane::BoxFuture;
+use hubcast_protocol::{Arguments, NamingPolicy, Protocol};
+
+pub use clients::{CallerClients, ClientProxy, GroupError, Groups, HubContext, SendError};
+pub use context::{Context, User};
+pub use error::{BindingError, HubError};
+pub use handler::Handler;
+pub(crate) use runtime::{HubRuntime, HubShared};
+
+use context::Caller;
+use handler::{BoundCall, ErasedMethod, Method};
+
+type Lifecycle<S> =
+    Arc<dyn Fn(Context<S>) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
+type Disconnected<S> =
+    Arc<dyn Fn(Context<S>, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A hub: named methods over shared state `S`.
+pub struct Hub<S> {
+    name: String,
+    state: Arc<S>,
+    methods: HashMap<String, Arc<dyn ErasedMethod<S>>>,
+    on_connected: Option<Lifecycle<S>>,
+    on_disconnected: Option<Disconnected<S>>,
+}
+
+impl<S: Send + Sync + 'static> Hub<S> {
+    /// Starts declaring a hub named `name` (the name the backplane and control API use).
+    pub fn builder(name: impl Into<String>, state: S) -> HubBuilder<S> {
+        HubBuilder {
+            hub: Hub {
+                name: name.into(),
+                state: Arc::new(state),
+                methods: HashMap::new(),
+                on_connected: None,
+                on_disconnected: None,
+            },
+        }
+    }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Declares a [`Hub`].
+pub struct HubBuilder<S> {
+    hub: Hub<S>,
+}
+
+impl<S: Send + Sync + 'static> HubBuilder<S> {
+    /// Adds a method. Clients call it by `name`, matched case-insensitively.
+    pub fn method<H, Args>(mut self, name: &str, handler: H) -> Self
+    where
+        H: Handler<S, Args>,
+        Args: 'static,
+    {
+        self.hub
+            .methods
+            .insert(name.to_lowercase(), Method::erase::<S>(handler));
+        self
+    }
+
+    /// Runs when a connection has completed its handshake, before its messages are read. An error
+    /// closes the connection (`allowReconnect: false`).
+    pub fn on_connected<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HubError>> + Send + 'static,
+    {
+        self.hub.on_connected = Some(Arc::new(move |ctx| Box::pin(handler(ctx))));
+        self
+    }
+
+    /// Runs when a connection ends, with the error that ended it, if any.
+    pub fn on_disconnected<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context<S>, Option<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hub.on_disconnected = Some(Arc::new(move |ctx, error| Box::pin(handler(ctx, error))));
+        self
+    }
+
+    /// Finishes the declaration.
+    pub fn build(self) -> Hub<S> {
+        self.hub
+    }
+}
+
+/// What the runtime needs of a hub, with its state type erased.
+pub(crate) trait HubApp: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    /// `None` for an unknown method.
+    fn bind(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+        target: &str,
+        args: &Arguments,
+        protocol: Protocol,
+        naming: NamingPolicy,
+    ) -> Option<Result<BoundCall, BindingError>>;
+    fn on_connected(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+    ) -> BoxFuture<'static, Result<(), HubError>>;
+    fn on_disconnected(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+        error: Option<String>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+impl<S: Send + Sync + 'static> Hub<S> {
+    fn context(&self, caller: Arc<Caller>, shared: &Arc<HubShared>) -> Context<S> {
+        Context {
+            caller,
+            state: self.state.clone(),
+            hub: shared.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> HubApp for Hub<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn bind(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+        target: &str,
+        args: &Arguments,
+        protocol: Protocol,
+        naming: NamingPolicy,
+    ) -> Option<Result<BoundCall, BindingError>> {
+        let method = self.methods.get(&target.to_lowercase())?;
+        Some(method.bind(self.context(caller, shared), args, protocol, naming))
+    }
+
+    fn on_connected(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+    ) -> BoxFuture<'static, Result<(), HubError>> {
+        match &self.on_connected {
+            Some(handler) => handler(self.context(caller, shared)),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn on_disconnected(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+        error: Option<String>,
+    ) -> BoxFuture<'static, ()> {
+        match &self.on_disconnected {
+            Some(handler) => handler(self.context(caller, shared), error),
+            None => Box::pin(async {}),
+        }
+    }
+}

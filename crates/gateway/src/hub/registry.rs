@@ -1,0 +1,201 @@
+//! The node-local index of a hub's connections, with groups and users indexed in both directions
+//! (group → members, and each connection's own group set), so a disconnect costs O(its groups) and a
+//! group send walks only the group. It is the [`LocalDelivery`] the backplane hands publishes to.
+//!
+//! Group and user entries hold the connections themselves, so a send to a group never does a second
+//! lookup per member. Pushing to a connection never waits: a full queue closes that connection as a
+//! slow consumer and the send goes on to the others.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use hubcast_backplane::{ConnectionId, GroupName, LocalDelivery, Publish, Target, UserId};
+use hubcast_protocol::Protocol;
+
+use crate::close::CloseReason;
+use crate::connection::{Connection, PushError};
+
+/// One hub connection as the registry holds it.
+pub(crate) struct HubConnection {
+    pub(crate) id: ConnectionId,
+    pub(crate) user: Option<UserId>,
+    pub(crate) protocol: Protocol,
+    pub(crate) connection: Arc<Connection>,
+    groups: Mutex<HashSet<GroupName>>,
+}
+
+impl HubConnection {
+    pub(crate) fn new(
+        id: ConnectionId,
+        user: Option<UserId>,
+        protocol: Protocol,
+        connection: Arc<Connection>,
+    ) -> Self {
+        Self {
+            id,
+            user,
+            protocol,
+            connection,
+            groups: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Queues framed bytes; a client that cannot keep up is closed.
+    pub(crate) fn push(&self, bytes: bytes::Bytes) {
+        if let Err(PushError::Full) = self.connection.outbound.push(bytes) {
+            tracing::debug!(connection_id = %self.id, "outbound queue full: closing slow consumer");
+            self.connection.close_with(CloseReason::SlowConsumer);
+        }
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashSet<GroupName>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type Members = HashMap<ConnectionId, Arc<HubConnection>>;
+
+/// The local connections of one hub.
+#[derive(Default)]
+pub(crate) struct Registry {
+    connections: DashMap<ConnectionId, Arc<HubConnection>>,
+    groups: DashMap<GroupName, Members>,
+    users: DashMap<UserId, Members>,
+}
+
+/// Adds a member under `key`; true when it is the first.
+fn insert_member<K: Eq + Hash>(
+    map: &DashMap<K, Members>,
+    key: K,
+    member: &Arc<HubConnection>,
+) -> bool {
+    let mut members = map.entry(key).or_default();
+    let first = members.is_empty();
+    members.insert(member.id.clone(), member.clone());
+    first
+}
+
+/// Removes a member from `key`; true when the entry became empty (and was dropped).
+fn remove_member<K: Eq + Hash>(map: &DashMap<K, Members>, key: &K, id: &ConnectionId) -> bool {
+    map.remove_if_mut(key, |_, members| {
+        members.remove(id);
+        members.is_empty()
+    })
+    .is_some()
+}
+
+/// What removing a connection emptied (the backplane interests to drop).
+pub(crate) struct Removed {
+    pub(crate) empty_groups: Vec<GroupName>,
+    pub(crate) last_of_user: bool,
+}
+
+impl Registry {
+    /// Adds a connection; true when it is its user's first on this node.
+    pub(crate) fn add(&self, connection: Arc<HubConnection>) -> bool {
+        let first_of_user = connection
+            .user
+            .clone()
+            .is_some_and(|user| insert_member(&self.users, user, &connection));
+        self.connections.insert(connection.id.clone(), connection);
+        first_of_user
+    }
+
+    /// Removes a connection from every index.
+    pub(crate) fn remove(&self, id: &ConnectionId) -> Removed {
+        let Some((_, connection)) = self.connections.remove(id) else {
+            return Removed {
+                empty_groups: Vec::new(),
+                last_of_user: false,
+            };
+        };
+        let groups: Vec<GroupName> = connection.groups().drain().collect();
+        let empty_groups = groups
+            .into_iter()
+            .filter(|group| remove_member(&self.groups, group, id))
+            .collect();
+        let last_of_user = connection
+            .user
+            .as_ref()
+            .is_some_and(|user| remove_member(&self.users, user, id));
+        Removed {
+            empty_groups,
+            last_of_user,
+        }
+    }
+
+    /// Adds a local connection to a group: `None` if unknown, else whether it is the group's first
+    /// local member.
+    pub(crate) fn add_to_group(&self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
+        let connection = self.connections.get(id)?.value().clone();
+        if !connection.groups().insert(group.clone()) {
+            return Some(false);
+        }
+        Some(insert_member(&self.groups, group.clone(), &connection))
+    }
+
+    /// Removes a local connection from a group: `None` if unknown, else whether the group has no local
+    /// member left.
+    pub(crate) fn remove_from_group(&self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
+        let connection = self.connections.get(id)?.value().clone();
+        if !connection.groups().remove(group) {
+            return Some(false);
+        }
+        Some(remove_member(&self.groups, group, id))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+impl LocalDelivery for Registry {
+    fn deliver(&self, publish: &Publish) {
+        let excluded = &publish.excluded;
+        let send = |connection: &HubConnection| {
+            if excluded.contains(&connection.id) {
+                return;
+            }
+            match publish.message.get(connection.protocol) {
+                Ok(bytes) => connection.push(bytes.clone()),
+                Err(error) => {
+                    tracing::warn!(%error, "message has no encoding for a connection's protocol")
+                }
+            }
+        };
+        match &publish.target {
+            Target::All => self.connections.iter().for_each(|c| send(c.value())),
+            Target::Connections(ids) => ids
+                .iter()
+                .filter_map(|id| self.connections.get(id))
+                .for_each(|c| send(c.value())),
+            Target::Groups(groups) => deliver_to_members(&self.groups, groups, send),
+            Target::Users(users) => deliver_to_members(&self.users, users, send),
+        }
+    }
+}
+
+/// Sends to the members of several keys, each connection once.
+fn deliver_to_members<K: Eq + Hash>(
+    map: &DashMap<K, Members>,
+    keys: &[K],
+    send: impl Fn(&HubConnection),
+) {
+    if let [key] = keys {
+        if let Some(members) = map.get(key) {
+            members.values().for_each(|c| send(c));
+        }
+        return;
+    }
+    let mut seen = HashSet::new();
+    for key in keys {
+        if let Some(members) = map.get(key) {
+            members
+                .iter()
+                .filter(|(id, _)| seen.insert((*id).clone()))
+                .for_each(|(_, c)| send(c));
+        }
+    }
+}

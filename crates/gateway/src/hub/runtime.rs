@@ -1,0 +1,59 @@
+//! A hub as the gateway runs it: the user's hub definition, its options, its local registry and the
+//! backplane it publishes through.
+
+use std::sync::Arc;
+
+use hubcast_backplane::{Backplane, BackplaneError};
+
+use super::HubApp;
+use super::clients::HubContext;
+use super::registry::Registry;
+use crate::config::HubOptions;
+use crate::connection::{Connection, Inbound};
+
+/// What every connection and send of a hub shares.
+pub(crate) struct HubShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) options: HubOptions,
+    pub(crate) backplane: Arc<dyn Backplane>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+/// A running hub.
+pub(crate) struct HubRuntime {
+    pub(crate) app: Arc<dyn HubApp>,
+    pub(crate) shared: Arc<HubShared>,
+}
+
+impl HubRuntime {
+    /// Attaches the hub's registry to the backplane.
+    pub(crate) async fn start(
+        app: Arc<dyn HubApp>,
+        options: HubOptions,
+        backplane: Arc<dyn Backplane>,
+    ) -> Result<Arc<Self>, BackplaneError> {
+        let registry = Arc::new(Registry::default());
+        backplane.attach(app.name(), registry.clone()).await?;
+        let shared = Arc::new(HubShared {
+            name: Arc::from(app.name()),
+            options,
+            backplane,
+            registry,
+        });
+        Ok(Arc::new(Self { app, shared }))
+    }
+
+    /// A handle for sending from outside hub methods.
+    pub(crate) fn context(&self) -> HubContext {
+        HubContext::new(self.shared.clone())
+    }
+
+    /// Runs the hub protocol on a connection until it ends.
+    pub(crate) async fn run_session(
+        self: Arc<Self>,
+        connection: Arc<Connection>,
+        inbound: Inbound,
+    ) {
+        super::session::run(self, connection, inbound).await;
+    }
+}

@@ -1,0 +1,206 @@
+//! # hubcast-gateway
+//!
+//! One gateway node: the HTTP endpoints of the SignalR transport protocol (negotiate, WebSockets,
+//! Server-Sent Events, long polling), the hub protocol on every connection, and the Hub API for writing
+//! hubs in Rust. Every send goes through a [`Backplane`](hubcast_backplane::Backplane), so the same node
+//! runs alone (in-memory backplane) or as one of many (Redis).
+//!
+//! Module map: [`config`] (options and defaults), [`hub`] (the Hub API, sessions, registry),
+//! `connection` (transport-level connections, outbound queues), `http` (routing and transports),
+//! [`endpoint`] (mapped paths, raw connection handlers), [`close`] (close reasons), [`admin`] (health).
+
+pub mod admin;
+pub mod close;
+pub mod config;
+mod connection;
+pub mod endpoint;
+pub mod http;
+pub mod hub;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hubcast_backplane::{Backplane, BackplaneError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{HubOptions, OptionsError};
+pub use connection::{PushError, RequestInfo};
+pub use endpoint::{ConnectionHandler, EchoHandler, RawChunk, RawConnection};
+pub use http::{Body, NegotiateHook, RouteHandler};
+pub use hub::{Context, Hub, HubContext, HubError};
+
+use close::CloseReason;
+use connection::ConnectionManager;
+use endpoint::{App, Endpoint};
+use hub::{HubApp, HubRuntime};
+
+/// What the HTTP handlers share.
+pub(crate) struct GatewayInner {
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) manager: Arc<ConnectionManager>,
+    pub(crate) routes: Vec<(String, RouteHandler)>,
+    pub(crate) negotiate_hook: Option<NegotiateHook>,
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A hub's options are unusable.
+    #[error("hub at '{path}': {source}")]
+    Options {
+        /// The mapped path.
+        path: String,
+        /// What is wrong.
+        source: OptionsError,
+    },
+    /// Two endpoints share a path.
+    #[error("path '{0}' is mapped twice")]
+    DuplicatePath(String),
+    /// The backplane refused a hub.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+enum PendingApp {
+    Hub(Arc<dyn HubApp>),
+    Raw(Arc<dyn ConnectionHandler>),
+}
+
+/// Declares the endpoints of a gateway.
+pub struct GatewayBuilder {
+    backplane: Arc<dyn Backplane>,
+    endpoints: Vec<(String, HubOptions, PendingApp)>,
+    routes: Vec<(String, RouteHandler)>,
+    negotiate_hook: Option<NegotiateHook>,
+}
+
+impl GatewayBuilder {
+    /// A gateway whose hubs publish through `backplane`.
+    pub fn new(backplane: Arc<dyn Backplane>) -> Self {
+        Self {
+            backplane,
+            endpoints: Vec::new(),
+            routes: Vec::new(),
+            negotiate_hook: None,
+        }
+    }
+
+    /// Maps a hub at `path` (matched case-insensitively).
+    pub fn hub<S: Send + Sync + 'static>(
+        mut self,
+        path: &str,
+        hub: Hub<S>,
+        options: HubOptions,
+    ) -> Self {
+        self.endpoints
+            .push((normalize(path), options, PendingApp::Hub(Arc::new(hub))));
+        self
+    }
+
+    /// Maps a raw connection handler at `path` (no hub protocol).
+    pub fn connection_handler(
+        mut self,
+        path: &str,
+        handler: impl ConnectionHandler,
+        options: HubOptions,
+    ) -> Self {
+        self.endpoints
+            .push((normalize(path), options, PendingApp::Raw(Arc::new(handler))));
+        self
+    }
+
+    /// Serves every request whose path starts with `prefix` (case-insensitive) with `handler`, before the
+    /// mapped endpoints.
+    pub fn route(mut self, prefix: &str, handler: RouteHandler) -> Self {
+        self.routes.push((prefix.to_ascii_lowercase(), handler));
+        self
+    }
+
+    /// Adds headers to every successful negotiate response.
+    pub fn negotiate_hook(mut self, hook: NegotiateHook) -> Self {
+        self.negotiate_hook = Some(hook);
+        self
+    }
+
+    /// Validates the options and starts the hubs.
+    pub async fn build(self) -> Result<Gateway, BuildError> {
+        let mut endpoints = Vec::new();
+        let mut hubs = HashMap::new();
+        for (path, options, app) in self.endpoints {
+            options.validate().map_err(|source| BuildError::Options {
+                path: path.clone(),
+                source,
+            })?;
+            if endpoints.iter().any(|e: &Arc<Endpoint>| e.path == path) {
+                return Err(BuildError::DuplicatePath(path));
+            }
+            let app = match app {
+                PendingApp::Hub(hub) => {
+                    let runtime =
+                        HubRuntime::start(hub, options.clone(), self.backplane.clone()).await?;
+                    hubs.insert(runtime.shared.name.to_string(), runtime.clone());
+                    App::Hub(runtime)
+                }
+                PendingApp::Raw(handler) => App::Raw(handler),
+            };
+            endpoints.push(Arc::new(Endpoint { path, options, app }));
+        }
+        Ok(Gateway {
+            inner: Arc::new(GatewayInner {
+                endpoints,
+                manager: Arc::new(ConnectionManager::default()),
+                routes: self.routes,
+                negotiate_hook: self.negotiate_hook,
+            }),
+            hubs,
+        })
+    }
+}
+
+fn normalize(path: &str) -> String {
+    let lower = path.to_ascii_lowercase();
+    let trimmed = lower.trim_end_matches('/');
+    if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// A built gateway node.
+pub struct Gateway {
+    inner: Arc<GatewayInner>,
+    hubs: HashMap<String, Arc<HubRuntime>>,
+}
+
+impl Gateway {
+    /// A handle for sending on the hub named `name` from outside hub methods.
+    pub fn hub_context(&self, name: &str) -> Option<HubContext> {
+        self.hubs.get(name).map(|runtime| runtime.context())
+    }
+
+    /// Transport-level connections currently open on this node.
+    pub fn connection_count(&self) -> usize {
+        self.inner.manager.len()
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then closes every connection with
+    /// `allowReconnect: true` and returns once their transports have had `grace` to write the Close.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        grace: std::time::Duration,
+    ) {
+        self.inner.manager.spawn_heartbeat(shutdown.clone());
+        http::serve(self.inner.clone(), listener, shutdown).await;
+        for connection in self.inner.manager.all() {
+            connection.close_with(CloseReason::ServerShutdown);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.inner.manager.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The command line. Every flag can also be given as an environment variable `HUBCAST_<NAME>`; other
+//! tools depend on these names, so they are stable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// hubcast: a horizontally scaled, SignalR-compatible real-time gateway.
+#[derive(Debug, Parser)]
+#[command(name = "hubcast", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Runs a gateway node.
+    Serve(ServeArgs),
+    /// Prints the full annotated configuration file with every default.
+    DefaultConfig,
+    /// Validates a configuration file (with the environment applied) and prints the result.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Parser)]
+pub(crate) struct ServeArgs {
+    /// Address of the client listener [default: 0.0.0.0:8080, or `listen` in the file].
+    #[arg(long, env = "HUBCAST_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Address of the admin listener (/live, /ready) [default: 0.0.0.0:9090].
+    #[arg(long, env = "HUBCAST_ADMIN_LISTEN")]
+    pub(crate) admin_listen: Option<SocketAddr>,
+    /// Configuration file (TOML); see `hubcast default-config`.
+    #[arg(long, env = "HUBCAST_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// This node's id [default: the host name and a random suffix].
+    #[arg(long, env = "HUBCAST_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    /// Mounts the endpoints the official SignalR client's functional tests expect.
+    #[arg(long, env = "HUBCAST_CONFORMANCE")]
+    pub(crate) conformance: bool,
+    /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`).
+    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub(crate) log_format: LogFormat,
+}

@@ -1,0 +1,161 @@
+//! `hubcast serve --conformance`: what the official SignalR client's functional tests expect of their
+//! server (protocol notes §6.1): `/testhub` and `/testhub-nowebsockets` (PascalCase JSON, detailed
+//! errors), the raw `/echo` endpoint, the `/redirect…` negotiate redirect and the negotiate cookies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::TimeZone;
+use http::{HeaderValue, StatusCode, header};
+use hubcast_gateway::http::bytes as response_bytes;
+use hubcast_gateway::{Context, EchoHandler, GatewayBuilder, Hub, HubError, HubOptions};
+use hubcast_protocol::dotnet;
+use hubcast_protocol::negotiate::{NegotiateResponse, query_param};
+use hubcast_protocol::{NamingPolicy, Transport};
+use serde::{Deserialize, Serialize};
+
+/// The state of the test hubs.
+#[derive(Default)]
+pub(crate) struct TestHub;
+
+type Ctx = Context<TestHub>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CustomObject {
+    name: String,
+    value: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ComplexObject {
+    string: String,
+    int_array: Vec<i32>,
+    byte_array: dotnet::Bytes,
+    guid: dotnet::Guid,
+    date_time: dotnet::DateTime,
+}
+
+/// The test hub's methods.
+pub(crate) fn test_hub(name: &str) -> Hub<TestHub> {
+    Hub::builder(name, TestHub)
+        .method("Echo", |_: Ctx, message: String| async move { Ok(message) })
+        .method("GetCallerConnectionId", |ctx: Ctx| async move {
+            Ok(ctx.connection_id().to_string())
+        })
+        .method("GetNumRedirects", |ctx: Ctx| async move {
+            Ok(ctx
+                .request()
+                .query("numRedirects")
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0))
+        })
+        .method("ThrowException", |_: Ctx, message: String| async move {
+            Err::<(), _>(HubError::internal("InvalidOperationException", message))
+        })
+        .method("InvokeWithString", |ctx: Ctx, message: String| async move {
+            ctx.clients().caller().send("Message", &(message,)).await?;
+            Ok(())
+        })
+        .method(
+            "SendCustomObject",
+            |ctx: Ctx, object: CustomObject| async move {
+                ctx.clients()
+                    .caller()
+                    .send("CustomObject", &(object,))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method("GetActiveTransportName", |ctx: Ctx| async move {
+            Ok(ctx.transport().name())
+        })
+        .method(
+            "EchoComplexObject",
+            |_: Ctx, object: ComplexObject| async move { Ok(object) },
+        )
+        .method(
+            "SendComplexObject",
+            |_: Ctx| async move { Ok(complex_object()) },
+        )
+        .method("GetContentTypeHeader", |ctx: Ctx| async move {
+            Ok(ctx.request().header("Content-Type").map(str::to_owned))
+        })
+        .method("GetHeader", |ctx: Ctx, name: String| async move {
+            Ok(ctx.request().header(&name).map(str::to_owned))
+        })
+        .method("GetCookie", |ctx: Ctx, name: String| async move {
+            Ok(ctx.request().cookie(&name))
+        })
+        .build()
+}
+
+fn complex_object() -> ComplexObject {
+    ComplexObject {
+        string: "hello world".to_owned(),
+        int_array: vec![1, 2, 3],
+        byte_array: dotnet::Bytes(vec![1, 2, 3]),
+        guid: dotnet::Guid(uuid::Uuid::from_bytes([
+            0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0,
+        ])),
+        date_time: dotnet::DateTime(
+            chrono::Utc
+                .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// Mounts the conformance endpoints on `builder`.
+pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilder {
+    let options = HubOptions {
+        enable_detailed_errors: true,
+        json_naming_policy: NamingPolicy::AsDeclared,
+        ..base.clone()
+    };
+    let no_websockets = HubOptions {
+        transports: vec![Transport::ServerSentEvents, Transport::LongPolling],
+        ..options.clone()
+    };
+    let redirects = Arc::new(AtomicU64::new(0));
+    builder
+        .hub("/testhub", test_hub("TestHub"), options)
+        .hub(
+            "/testhub-nowebsockets",
+            test_hub("TestHubNoWebSockets"),
+            no_websockets,
+        )
+        .connection_handler("/echo", EchoHandler, base.clone())
+        .route(
+            "/redirect",
+            Arc::new(move |request| {
+                let count = redirects.fetch_add(1, Ordering::Relaxed) + 1;
+                let base_url = query_param(request.uri().query().unwrap_or(""), "baseUrl")
+                    .map(|v| v.into_owned())
+                    .unwrap_or_default();
+                let body = NegotiateResponse::redirect(
+                    format!("{base_url}/testHub?numRedirects={count}"),
+                    None,
+                );
+                Box::pin(async move {
+                    response_bytes(
+                        StatusCode::OK,
+                        "application/json",
+                        Bytes::from(body.to_json()),
+                    )
+                })
+            }),
+        )
+        .negotiate_hook(Arc::new(|_, headers| {
+            for cookie in [
+                "testCookie=testValue; path=/",
+                "testCookie2=testValue2; path=/",
+                "expiredCookie=doesntmatter; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ] {
+                headers.append(header::SET_COOKIE, HeaderValue::from_static(cookie));
+            }
+        }))
+}

@@ -1,0 +1,159 @@
+//! The `hubcast` binary: command line, configuration layers, wiring of the gateway, signals.
+
+mod cli;
+mod config;
+mod conformance;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use hubcast_backplane::MemoryBackplane;
+use hubcast_gateway::GatewayBuilder;
+use hubcast_gateway::admin::{self, Readiness};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command, LogFormat, ServeArgs};
+use config::{Config, DEFAULT_CONFIG};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let result = match cli.command {
+        Command::DefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(())
+        }
+        Command::CheckConfig { file } => check_config(&file, &env),
+        Command::Serve(args) => serve(args, &env),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hubcast: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Config::load(Some(&text), env)?;
+    println!("{}: ok", file.display());
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUBCAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let file = args
+        .config
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
+    let config = Config::load(file.as_deref(), env)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(args, config))
+}
+
+async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+    let listen = args.listen.unwrap_or(config.listen);
+    let admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
+    let node_id = args
+        .node_id
+        .or(config.node_id.clone())
+        .unwrap_or_else(default_node_id);
+
+    let backplane = Arc::new(MemoryBackplane::new());
+    let mut builder = GatewayBuilder::new(backplane);
+    if args.conformance {
+        builder = conformance::mount(builder, &config.hub_options("TestHub")?);
+    }
+    let gateway = builder.build().await?;
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let admin_listener = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("binding {admin_listen}"))?;
+    let admin_addr = admin_listener.local_addr().unwrap_or(admin_listen);
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::default();
+    tokio::spawn(admin::serve(
+        admin_listener,
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    readiness.set(true);
+    tracing::info!(
+        node_id = %node_id,
+        admin = %admin_addr,
+        "listening on {}",
+        listener.local_addr().unwrap_or(listen)
+    );
+
+    let signals = shutdown.clone();
+    let ready = readiness.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        ready.set(false);
+        signals.cancel();
+    });
+    gateway
+        .serve(listener, shutdown, config.shutdown_grace)
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "hubcast".to_owned());
+    let suffix = hubcast_protocol::ids::random_id().unwrap_or_default();
+    format!("{host}-{}", suffix.get(..6).unwrap_or(""))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
