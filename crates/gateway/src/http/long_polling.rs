@@ -77,8 +77,9 @@ async fn wait(inner: &GatewayInner, connection: &Arc<Connection>) -> Response<Bo
         }
     };
     let batch = tokio::select! {
-        batch = connection.outbound.next_batch(None) => batch,
+        biased;
         _ = superseded => return no_cache(empty(StatusCode::NO_CONTENT)),
+        batch = connection.outbound.next_batch(None) => batch,
         _ = tokio::time::sleep(timeout) => {
             return no_cache(bytes(StatusCode::OK, "text/plain", bytes::Bytes::new()));
         }
@@ -150,11 +151,11 @@ pub(super) fn delete<B>(
     if !matches!(connection.attachment(), Attachment::LongPolling { .. }) {
         return Err(Refusal::DeleteNotLongPolling);
     }
-    connection.close_with(CloseReason::ClientClosed);
-    connection.close_inbound();
-    // Supersede a waiting poll so that it answers 204.
+    // Supersede a waiting poll so that it answers 204, then end the application.
     connection.begin_poll();
     connection.poll_changed.notify_waiters();
+    connection.close_with(CloseReason::ClientClosed);
+    connection.close_inbound();
     inner.manager.remove(&connection.token);
     Ok(text(StatusCode::ACCEPTED, ""))
 }

@@ -1,0 +1,312 @@
+//! Test harness: a gateway on 127.0.0.1:0 with a test hub, a small HTTP client and a WebSocket client
+//! that speaks the hub protocol.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
+use http_body_util::{BodyExt, Empty, Full};
+use hubcast_backplane::MemoryBackplane;
+use hubcast_gateway::{Context, EchoHandler, Gateway, GatewayBuilder, Hub, HubError, HubOptions};
+use hubcast_protocol::{HubMessage, MessageReader, Protocol};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Default)]
+pub struct State;
+type Ctx = Context<State>;
+
+/// The test hub: echo, add, a slow method, broadcasts and groups.
+pub fn test_hub() -> Hub<State> {
+    Hub::builder("test", State)
+        .method("Echo", |_: Ctx, s: String| async move { Ok(s) })
+        .method("Add", |_: Ctx, a: i64, b: i64| async move { Ok(a + b) })
+        .method("Void", |_: Ctx| async move { Ok(()) })
+        .method("Sleep", |_: Ctx, ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(ms)
+        })
+        .method("Fail", |_: Ctx, s: String| async move {
+            Err::<(), _>(HubError::new(s))
+        })
+        .method("Crash", |_: Ctx| async move {
+            Err::<(), _>(HubError::internal(
+                "InvalidOperationException",
+                "secret detail",
+            ))
+        })
+        .method("Broadcast", |ctx: Ctx, s: String| async move {
+            ctx.clients().all().send("Broadcast", &(s,)).await?;
+            Ok(())
+        })
+        .method("Others", |ctx: Ctx, s: String| async move {
+            ctx.clients().others().send("Others", &(s,)).await?;
+            Ok(())
+        })
+        .method("Join", |ctx: Ctx, g: String| async move {
+            ctx.groups().add(ctx.connection_id(), g).await?;
+            Ok(())
+        })
+        .method("Leave", |ctx: Ctx, g: String| async move {
+            ctx.groups().remove(ctx.connection_id(), g).await?;
+            Ok(())
+        })
+        .method("ToGroup", |ctx: Ctx, g: String, s: String| async move {
+            ctx.clients().group(g).send("Group", &(s,)).await?;
+            Ok(())
+        })
+        .method("Flood", |ctx: Ctx, n: usize, size: usize| async move {
+            let payload = "x".repeat(size);
+            for i in 0..n {
+                ctx.clients().all().send("Flood", &(&payload,)).await?;
+                // Paced, so that a client that reads keeps up.
+                if i % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Ok(())
+        })
+        .build()
+}
+
+pub async fn start(options: HubOptions) -> TestServer {
+    let backplane = Arc::new(MemoryBackplane::new());
+    let gateway = GatewayBuilder::new(backplane)
+        .hub("/hub", test_hub(), options.clone())
+        .connection_handler("/echo", EchoHandler, options)
+        .build()
+        .await
+        .unwrap();
+    let gateway = Arc::new(gateway);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = gateway.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        serving
+            .serve(listener, token, Duration::from_millis(100))
+            .await
+    });
+    TestServer {
+        addr,
+        gateway,
+        shutdown,
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Negotiates (version 1) and returns (connectionId, connectionToken).
+pub async fn negotiate(addr: SocketAddr, path: &str) -> (String, String) {
+    let response = http(
+        addr,
+        "POST",
+        &format!("{path}/negotiate?negotiateVersion=1"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let json = response.json();
+    (
+        json["connectionId"].as_str().unwrap().to_owned(),
+        json["connectionToken"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Opens a WebSocket; `Err(status)` when the server refuses the upgrade.
+pub async fn ws_open(
+    addr: SocketAddr,
+    path_and_query: &str,
+) -> Result<FragmentCollector<TokioIo<Upgraded>>, u16> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let request = http::Request::builder()
+        .method("GET")
+        .uri(format!("http://{addr}{path_and_query}"))
+        .header("host", addr.to_string())
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("sec-websocket-version", "13")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    match fastwebsockets::handshake::client(&TokioExecutor::new(), request, stream).await {
+        Ok((ws, _)) => Ok(FragmentCollector::new(ws)),
+        Err(fastwebsockets::WebSocketError::InvalidStatusCode(status)) => Err(status),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A hub client over a WebSocket.
+pub struct HubClient {
+    pub ws: FragmentCollector<TokioIo<Upgraded>>,
+    reader: MessageReader,
+    pub protocol: Protocol,
+    pub pending: std::collections::VecDeque<HubMessage>,
+    pub close_code: Option<u16>,
+}
+
+impl HubClient {
+    /// Connects without negotiate and completes the handshake.
+    pub async fn connect(addr: SocketAddr, protocol: Protocol) -> Self {
+        let ws = ws_open(addr, "/hub").await.unwrap();
+        let mut client = Self {
+            ws,
+            reader: MessageReader::new(protocol, None),
+            protocol,
+            pending: Default::default(),
+            close_code: None,
+        };
+        client
+            .send_raw(
+                format!("{{\"protocol\":\"{}\",\"version\":1}}\x1e", protocol.name()).as_bytes(),
+            )
+            .await;
+        let frame = client.ws.read_frame().await.unwrap();
+        assert!(
+            frame.payload.starts_with(b"{}\x1e"),
+            "handshake reply: {:?}",
+            String::from_utf8_lossy(&frame.payload)
+        );
+        client.reader.push(&frame.payload[3..]);
+        client
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let opcode =
+            if self.protocol == Protocol::MessagePack && !bytes.starts_with(b"{\"protocol\"") {
+                OpCode::Binary
+            } else {
+                OpCode::Text
+            };
+        self.ws
+            .write_frame(Frame::new(
+                true,
+                opcode,
+                None,
+                Payload::Owned(bytes.to_vec()),
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Sends a JSON hub message (given without its 0x1E).
+    pub async fn send_json(&mut self, json: &str) {
+        assert_eq!(self.protocol, Protocol::Json);
+        self.send_raw(format!("{json}\x1e").as_bytes()).await;
+    }
+
+    /// The next hub message, or `None` when the socket closed or nothing came within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<HubMessage> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                return Some(message);
+            }
+            if let Some(message) = self.reader.next_message().unwrap() {
+                return Some(message);
+            }
+            let frame = tokio::time::timeout(wait, self.ws.read_frame())
+                .await
+                .ok()?
+                .ok()?;
+            match frame.opcode {
+                OpCode::Close => {
+                    self.close_code = frame
+                        .payload
+                        .get(..2)
+                        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    return None;
+                }
+                _ => self.reader.push(&frame.payload),
+            }
+        }
+    }
+
+    /// The next message that is not a Ping.
+    pub async fn next_non_ping(&mut self, wait: Duration) -> Option<HubMessage> {
+        loop {
+            match self.next(wait).await? {
+                HubMessage::Ping => continue,
+                other => return Some(other),
+            }
+        }
+    }
+}
+
+pub const SECOND: Duration = Duration::from_secs(1);
