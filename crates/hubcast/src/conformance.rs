@@ -1,6 +1,7 @@
 //! `hubcast serve --conformance`: what the official SignalR client's functional tests expect of their
 //! server (protocol notes §6.1): `/testhub` and `/testhub-nowebsockets` (PascalCase JSON, detailed
-//! errors), the raw `/echo` endpoint, the `/redirect…` negotiate redirect and the negotiate cookies.
+//! errors), the raw `/echo` endpoint, the `/redirect…` negotiate redirect and the negotiate cookies;
+//! plus `/bench`, the hub the load generator drives.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,6 +110,25 @@ fn complex_object() -> ComplexObject {
     }
 }
 
+/// The load-test hub at `/bench`: `Broadcast(payload)` sends `Broadcast(payload)` to every connection,
+/// `Join(group)` and `SendToGroup(group, payload)` exercise groups. The load generator uses it.
+pub(crate) fn bench_hub() -> Hub<TestHub> {
+    Hub::builder("Bench", TestHub)
+        .method("Broadcast", |ctx: Ctx, payload: String| async move {
+            ctx.clients().all().send("Broadcast", &(payload,)).await?;
+            Ok(())
+        })
+        .method("Join", |ctx: Ctx, group: String| async move {
+            ctx.groups().add(ctx.connection_id(), group).await?;
+            Ok(())
+        })
+        .method("SendToGroup", |ctx: Ctx, group: String, payload: String| async move {
+            ctx.clients().group(group).send("Broadcast", &(payload,)).await?;
+            Ok(())
+        })
+        .build()
+}
+
 /// Mounts the conformance endpoints on `builder`.
 pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilder {
     let options = HubOptions {
@@ -129,6 +149,7 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilde
             no_websockets,
         )
         .connection_handler("/echo", EchoHandler, base.clone())
+        .hub("/bench", bench_hub(), base.clone())
         .route(
             "/redirect",
             Arc::new(move |request| {
