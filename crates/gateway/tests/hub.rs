@@ -373,6 +373,7 @@ async fn a_stalled_reader_is_closed_while_others_keep_receiving() {
     let options = HubOptions {
         transport_max_buffer_size: 16 * 1024,
         transport_send_timeout: Duration::from_millis(500),
+        websocket_close_timeout: Duration::from_millis(500),
         ..HubOptions::default()
     };
     let server = start(options).await;

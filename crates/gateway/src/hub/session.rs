@@ -116,13 +116,15 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         caller,
         protocol,
     };
-    let reason = session
-        .connected(
-            MessageReader::with_buffer(protocol, options.max_message_size(), rest),
-            inbound,
-        )
-        .await;
+    let reader = MessageReader::with_buffer(protocol, options.max_message_size(), rest);
+    let reason = session.connected(reader, &mut inbound).await;
+    let transport_lost = reason == CloseReason::TransportLost;
     session.disconnected(reason).await;
+    if transport == Transport::WebSockets && !transport_lost {
+        // Let the client finish the WebSocket close handshake before the socket is dropped.
+        let drain = async { while inbound.next(&session.connection).await.is_ok() {} };
+        let _ = tokio::time::timeout(options.websocket_close_timeout, drain).await;
+    }
 }
 
 /// How the handshake read ended without a request.
@@ -170,7 +172,7 @@ fn transport_formats(transport: Transport) -> &'static [hubcast_protocol::Transf
 
 impl Session {
     /// Registers the connection, runs `on_connected`, then the receive loop; returns why it ended.
-    async fn connected(&self, mut reader: MessageReader, mut inbound: Inbound) -> CloseReason {
+    async fn connected(&self, mut reader: MessageReader, inbound: &mut Inbound) -> CloseReason {
         let shared = &self.hub.shared;
         if shared.registry.add(self.hub_connection.clone())
             && let Some(user) = &self.hub_connection.user
@@ -194,7 +196,7 @@ impl Session {
             tracing::debug!(connection_id = %self.connection.id, %error, "on_connected failed");
             return CloseReason::ConnectedHandlerFailed(detail);
         }
-        self.receive_loop(&mut reader, &mut inbound).await
+        self.receive_loop(&mut reader, inbound).await
     }
 
     async fn subscribe(&self, interest: Interest) {
