@@ -122,10 +122,16 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
             ctx.groups().add(ctx.connection_id(), group).await?;
             Ok(())
         })
-        .method("SendToGroup", |ctx: Ctx, group: String, payload: String| async move {
-            ctx.clients().group(group).send("Broadcast", &(payload,)).await?;
-            Ok(())
-        })
+        .method(
+            "SendToGroup",
+            |ctx: Ctx, group: String, payload: String| async move {
+                ctx.clients()
+                    .group(group)
+                    .send("Broadcast", &(payload,))
+                    .await?;
+                Ok(())
+            },
+        )
         .build()
 }
 
