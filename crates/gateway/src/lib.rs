@@ -195,11 +195,13 @@ impl Gateway {
     ) {
         self.inner.manager.spawn_heartbeat(shutdown.clone());
         http::serve(self.inner.clone(), listener, shutdown).await;
-        for connection in self.inner.manager.all() {
-            connection.close_with(CloseReason::ServerShutdown);
-        }
         let deadline = tokio::time::Instant::now() + grace;
-        while self.inner.manager.len() > 0 && tokio::time::Instant::now() < deadline {
+        loop {
+            // Repeated: a long poll that collected its Close and left is forgotten on the next round.
+            self.inner.manager.close_all(&CloseReason::ServerShutdown);
+            if self.inner.manager.len() == 0 || tokio::time::Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

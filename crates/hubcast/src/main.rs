@@ -47,13 +47,29 @@ fn check_config(file: &std::path::Path, env: &HashMap<String, String>) -> anyhow
     Ok(())
 }
 
+/// Standard error that never fails: a closed or broken stderr (the reader of a pipe went away) must not
+/// turn a log line into a panic, least of all on the shutdown path.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUBCAST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
@@ -119,9 +135,9 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let ready = readiness.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
         ready.set(false);
         signals.cancel();
+        tracing::info!("shutting down");
     });
     gateway
         .serve(listener, shutdown, config.shutdown_grace)

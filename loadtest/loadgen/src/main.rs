@@ -19,7 +19,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
 use hdrhistogram::Histogram;
 use http_body_util::Empty;
-use hubcast_protocol::{HubMessage, Invocation, MessageReader, NamingPolicy, Protocol, encode_message};
+use hubcast_protocol::{
+    HubMessage, Invocation, MessageReader, NamingPolicy, Protocol, encode_message,
+};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpSocket;
@@ -82,7 +84,9 @@ type Ws = FragmentCollector<TokioIo<Upgraded>>;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli))
 }
 
@@ -91,10 +95,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ProtocolArg::Json => Protocol::Json,
         ProtocolArg::Messagepack => Protocol::MessagePack,
     };
-    let target = Target { server: cli.server, path: cli.path.clone(), protocol, sources: cli.sources.max(1) };
+    let target = Target {
+        server: cli.server,
+        path: cli.path.clone(),
+        protocol,
+        sources: cli.sources.max(1),
+    };
     match cli.command {
-        Command::Idle { connections, server_pid, concurrency } => idle(&target, connections, server_pid, concurrency).await,
-        Command::Broadcast { connections, messages, payload, rate } => broadcast(&target, connections, messages, payload, rate).await,
+        Command::Idle {
+            connections,
+            server_pid,
+            concurrency,
+        } => idle(&target, connections, server_pid, concurrency).await,
+        Command::Broadcast {
+            connections,
+            messages,
+            payload,
+            rate,
+        } => broadcast(&target, connections, messages, payload, rate).await,
     }
 }
 
@@ -108,7 +126,12 @@ struct Target {
 impl Target {
     /// Opens a WebSocket from source address 127.0.0.(1 + n % sources) and completes the handshake.
     async fn connect(&self, n: usize) -> anyhow::Result<(Ws, MessageReader)> {
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % usize::from(self.sources)) as u8));
+        let source = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            1 + (n % usize::from(self.sources)) as u8,
+        ));
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(source, 0))?;
         let stream = socket.connect(self.server).await?;
@@ -119,16 +142,27 @@ impl Target {
             .header("host", self.server.to_string())
             .header("upgrade", "websocket")
             .header("connection", "upgrade")
-            .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+            .header(
+                "sec-websocket-key",
+                fastwebsockets::handshake::generate_key(),
+            )
             .header("sec-websocket-version", "13")
             .body(Empty::<Bytes>::new())?;
-        let (ws, _) = fastwebsockets::handshake::client(&TokioExecutor::new(), request, stream).await?;
+        let (ws, _) =
+            fastwebsockets::handshake::client(&TokioExecutor::new(), request, stream).await?;
         let mut ws = FragmentCollector::new(ws);
-        let handshake = format!("{{\"protocol\":\"{}\",\"version\":1}}\x1e", self.protocol.name());
-        ws.write_frame(Frame::text(Payload::Owned(handshake.into_bytes()))).await?;
+        let handshake = format!(
+            "{{\"protocol\":\"{}\",\"version\":1}}\x1e",
+            self.protocol.name()
+        );
+        ws.write_frame(Frame::text(Payload::Owned(handshake.into_bytes())))
+            .await?;
         let reply = ws.read_frame().await?;
         let Some(rest) = reply.payload.strip_prefix(b"{}\x1e") else {
-            bail!("handshake refused: {}", String::from_utf8_lossy(&reply.payload));
+            bail!(
+                "handshake refused: {}",
+                String::from_utf8_lossy(&reply.payload)
+            );
         };
         let mut reader = MessageReader::new(self.protocol, None);
         reader.push(rest);
@@ -136,7 +170,11 @@ impl Target {
     }
 
     /// Opens `count` connections with `concurrency` attempts in flight.
-    async fn connect_many(self: &Arc<Self>, count: usize, concurrency: usize) -> anyhow::Result<Vec<(Ws, MessageReader)>> {
+    async fn connect_many(
+        self: &Arc<Self>,
+        count: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<(Ws, MessageReader)>> {
         let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = Vec::with_capacity(count);
         for n in 0..count {
@@ -157,7 +195,8 @@ impl Target {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the server's /proc status")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading the server's /proc status")?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -166,7 +205,10 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 async fn idle(target: &Target, count: usize, pid: u32, concurrency: usize) -> anyhow::Result<()> {
-    let target = Arc::new(Target { path: target.path.clone(), ..*target });
+    let target = Arc::new(Target {
+        path: target.path.clone(),
+        ..*target
+    });
     let before = rss_kib(pid)?;
     let started = Instant::now();
     let connections = target.connect_many(count, concurrency).await?;
@@ -187,14 +229,28 @@ async fn idle(target: &Target, count: usize, pid: u32, concurrency: usize) -> an
 }
 
 fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
-async fn broadcast(target: &Target, count: usize, messages: usize, payload: usize, rate: u64) -> anyhow::Result<()> {
-    let target = Arc::new(Target { path: target.path.clone(), ..*target });
+async fn broadcast(
+    target: &Target,
+    count: usize,
+    messages: usize,
+    payload: usize,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let target = Arc::new(Target {
+        path: target.path.clone(),
+        ..*target
+    });
     let connections = target.connect_many(count, 200).await?;
     let delivered = Arc::new(AtomicU64::new(0));
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let expected = (count * messages) as u64;
     let mut readers = Vec::new();
     for (mut ws, mut reader) in connections {
@@ -204,10 +260,11 @@ async fn broadcast(target: &Target, count: usize, messages: usize, payload: usiz
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
             let mut seen = 0;
             while seen < messages {
-                let frame = match tokio::time::timeout(Duration::from_secs(30), ws.read_frame()).await {
-                    Ok(Ok(frame)) => frame,
-                    _ => break,
-                };
+                let frame =
+                    match tokio::time::timeout(Duration::from_secs(30), ws.read_frame()).await {
+                        Ok(Ok(frame)) => frame,
+                        _ => break,
+                    };
                 if frame.opcode == OpCode::Close {
                     break;
                 }
@@ -242,17 +299,26 @@ async fn broadcast(target: &Target, count: usize, messages: usize, payload: usiz
     let started = Instant::now();
     for i in 0..messages {
         let text = format!("{}:{padding}", now_micros());
-        let call: HubMessage<(String,), ()> = HubMessage::Invocation(Invocation::new("Broadcast", (text,)));
+        let call: HubMessage<(String,), ()> =
+            HubMessage::Invocation(Invocation::new("Broadcast", (text,)));
         let bytes = encode_message(target.protocol, &call, NamingPolicy::CamelCase)?;
-        let opcode = if target.protocol == Protocol::MessagePack { OpCode::Binary } else { OpCode::Text };
-        publisher.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&bytes))).await?;
+        let opcode = if target.protocol == Protocol::MessagePack {
+            OpCode::Binary
+        } else {
+            OpCode::Text
+        };
+        publisher
+            .write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&bytes)))
+            .await?;
         if let Some(interval) = interval {
             let due = started + interval * (i as u32 + 1);
             tokio::time::sleep_until(due.into()).await;
         }
     }
     let mut last_report = Instant::now();
-    while delivered.load(Ordering::Relaxed) < expected && started.elapsed() < Duration::from_secs(120) {
+    while delivered.load(Ordering::Relaxed) < expected
+        && started.elapsed() < Duration::from_secs(120)
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!("delivered {}/{expected}", delivered.load(Ordering::Relaxed));
@@ -268,7 +334,11 @@ async fn broadcast(target: &Target, count: usize, messages: usize, payload: usiz
     println!(
         "broadcast: {count} receivers x {messages} messages of {payload} B ({}){}: {got}/{expected} delivered in {:.3}s = {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         target.protocol,
-        if rate > 0 { format!(" at {rate}/s") } else { String::new() },
+        if rate > 0 {
+            format!(" at {rate}/s")
+        } else {
+            String::new()
+        },
         elapsed.as_secs_f64(),
         got as f64 / elapsed.as_secs_f64(),
         histogram.value_at_quantile(0.5) as f64 / 1000.0,

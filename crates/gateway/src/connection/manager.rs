@@ -56,9 +56,13 @@ impl ConnectionManager {
         self.connections.len()
     }
 
-    /// Every live connection (shutdown).
-    pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
-        self.connections.iter().map(|c| c.value().clone()).collect()
+    /// Asks every connection to close for `reason` and forgets those with no open transport request
+    /// (nothing would ever collect their Close).
+    pub(crate) fn close_all(&self, reason: &crate::close::CloseReason) {
+        self.connections.retain(|_, connection| {
+            connection.close_with(reason.clone());
+            connection.has_open_request()
+        });
     }
 
     /// Aborts and removes connections idle past their endpoint's disconnect timeout.

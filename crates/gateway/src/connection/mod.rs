@@ -49,6 +49,17 @@ struct TransportState {
     idle_since: Option<Instant>,
 }
 
+/// The channel POSTed bytes travel through to the application.
+enum InboundSlot {
+    Unopened,
+    /// `receiver` waits here when bytes were POSTed before the transport started the application.
+    Open {
+        sender: mpsc::Sender<Bytes>,
+        receiver: Option<mpsc::Receiver<Bytes>>,
+    },
+    Closed,
+}
+
 /// One transport-level connection.
 pub(crate) struct Connection {
     pub(crate) id: ConnectionId,
@@ -59,7 +70,7 @@ pub(crate) struct Connection {
     pub(crate) abort: CancellationToken,
     state: Mutex<TransportState>,
     /// Where POSTed bytes go (SSE and long polling).
-    inbound: Mutex<Option<mpsc::Sender<Bytes>>>,
+    inbound: Mutex<InboundSlot>,
     request: OnceLock<Arc<RequestInfo>>,
     /// WebSocket frames are Binary (MessagePack, or a raw handler writing binary) rather than Text.
     binary: AtomicBool,
@@ -84,7 +95,7 @@ impl Connection {
                 attachment: Attachment::None,
                 idle_since: Some(Instant::now()),
             }),
-            inbound: Mutex::new(None),
+            inbound: Mutex::new(InboundSlot::Unopened),
             request: OnceLock::new(),
             binary: AtomicBool::new(false),
             close_reason: OnceLock::new(),
@@ -188,6 +199,16 @@ impl Connection {
         }
     }
 
+    /// Whether a transport request is open now (a WebSocket, an SSE response or a waiting poll): what
+    /// a shutdown waits for before exiting.
+    pub(crate) fn has_open_request(&self) -> bool {
+        match self.state().attachment {
+            Attachment::WebSocket | Attachment::ServerSentEvents => true,
+            Attachment::LongPolling { polling, .. } => polling,
+            Attachment::None => false,
+        }
+    }
+
     /// How long the connection has been without a transport request, if it is.
     pub(crate) fn idle_for(&self, now: Instant) -> Option<std::time::Duration> {
         self.state()
@@ -195,27 +216,52 @@ impl Connection {
             .map(|since| now.saturating_duration_since(since))
     }
 
-    /// Creates the channel POSTs feed; returns the application's end.
-    pub(crate) fn open_inbound(&self, capacity: usize) -> Inbound {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        *self.inbound.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-        Inbound::channel(rx)
+    fn inbound_slot(&self) -> std::sync::MutexGuard<'_, InboundSlot> {
+        self.inbound.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The sender for POSTed bytes, when the transport takes POSTs.
+    /// POSTed chunks buffered before a POST waits, from the application buffer size.
+    fn inbound_capacity(&self) -> usize {
+        (self.endpoint.options.application_max_buffer_size / (16 * 1024)).max(1)
+    }
+
+    /// The application's end of the POST channel, when the transport starts. Bytes POSTed before the
+    /// transport started (signalrcore sends its handshake before the first long poll) are in it.
+    pub(crate) fn open_inbound(&self) -> Inbound {
+        let mut slot = self.inbound_slot();
+        if let InboundSlot::Open { receiver, .. } = &mut *slot
+            && let Some(receiver) = receiver.take()
+        {
+            return Inbound::channel(receiver);
+        }
+        let (sender, receiver) = mpsc::channel(self.inbound_capacity());
+        *slot = InboundSlot::Open {
+            sender,
+            receiver: None,
+        };
+        Inbound::channel(receiver)
+    }
+
+    /// The sender for POSTed bytes; `None` once the application has ended.
     pub(crate) fn inbound_sender(&self) -> Option<mpsc::Sender<Bytes>> {
-        self.inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut slot = self.inbound_slot();
+        match &*slot {
+            InboundSlot::Open { sender, .. } => Some(sender.clone()),
+            InboundSlot::Closed => None,
+            InboundSlot::Unopened => {
+                let (sender, receiver) = mpsc::channel(self.inbound_capacity());
+                *slot = InboundSlot::Open {
+                    sender: sender.clone(),
+                    receiver: Some(receiver),
+                };
+                Some(sender)
+            }
+        }
     }
 
     /// Closes the POST channel, so the application sees the end of input.
     pub(crate) fn close_inbound(&self) {
-        self.inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        *self.inbound_slot() = InboundSlot::Closed;
     }
 
     /// Records the transport request (the first one wins, as in .NET).

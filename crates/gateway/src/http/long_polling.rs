@@ -14,7 +14,7 @@ use hubcast_protocol::Transport;
 use hyper::body::Incoming;
 
 use super::websocket::coalesce;
-use super::{Body, Refusal, attach, bytes, empty, lookup, offered, sse::inbound_capacity, text};
+use super::{Body, Refusal, attach, bytes, empty, lookup, offered, text};
 use crate::GatewayInner;
 use crate::close::CloseReason;
 use crate::connection::{Attachment, Batch, Connection, RequestInfo};
@@ -33,7 +33,7 @@ pub(super) async fn poll(
             attach(&connection, Transport::LongPolling)?;
             let (parts, _) = request.into_parts();
             connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
-            let inbound = connection.open_inbound(inbound_capacity(endpoint));
+            let inbound = connection.open_inbound();
             tokio::spawn(run_application(connection, inbound));
             no_cache(bytes(
                 StatusCode::OK,

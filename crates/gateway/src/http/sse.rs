@@ -30,7 +30,7 @@ pub(super) fn open(
     attach(&connection, Transport::ServerSentEvents)?;
     let (parts, _) = request.into_parts();
     connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
-    let inbound = connection.open_inbound(inbound_capacity(endpoint));
+    let inbound = connection.open_inbound();
     tokio::spawn(run_application(connection.clone(), inbound));
 
     let stream = Stream {
@@ -57,11 +57,6 @@ pub(super) fn open(
         HeaderValue::from_static("identity"),
     );
     Ok(response)
-}
-
-/// POSTed chunks buffered before the sender waits, from the application buffer size.
-pub(super) fn inbound_capacity(endpoint: &Endpoint) -> usize {
-    (endpoint.options.application_max_buffer_size / (16 * 1024)).max(1)
 }
 
 /// The response body's state. Dropping it (the client went away) ends the connection.

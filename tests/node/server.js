@@ -1,0 +1,83 @@
+'use strict';
+// Starts one hubcast conformance server per test file and tears it down afterwards.
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+const DEFAULT_BIN = path.resolve(__dirname, '..', '..', 'target', 'debug', 'hubcast');
+const START_TIMEOUT_MS = 20000;
+
+/**
+ * Spawns `hubcast serve --conformance` on ephemeral ports and resolves once it logs
+ * `listening on 127.0.0.1:PORT`. Returns { url, port, stop(), stderr(), closeStderr() }.
+ */
+function startServer() {
+  const bin = process.env.HUBCAST_BIN || DEFAULT_BIN;
+  const child = spawn(
+    bin,
+    ['serve', '--conformance', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+  );
+  let log = '';
+  let exited = false;
+  // Never leave a server behind when the test process ends abruptly.
+  process.once('exit', () => { if (!exited) child.kill('SIGKILL'); });
+  const exit = new Promise((resolve) => child.once('exit', (code, signal) => {
+    exited = true;
+    resolve({ code, signal });
+  }));
+
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`hubcast did not report its port within ${START_TIMEOUT_MS} ms; stderr:\n${log}`));
+    }, START_TIMEOUT_MS);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${bin}: ${err.message}`));
+    });
+    exit.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`hubcast exited early (code ${code}, signal ${signal}); stderr:\n${log}`));
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      log += chunk;
+      // The line may carry ANSI colour codes around other fields; the address itself is plain.
+      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+  });
+
+  return ready.then((port) => ({
+    port,
+    url: `http://127.0.0.1:${port}`,
+    stderr: () => log,
+    /** Closes our end of the server's stderr pipe, as when a log collector goes away. */
+    closeStderr() {
+      child.stderr.destroy();
+    },
+    /**
+     * Sends SIGTERM and waits for the exit; after `graceMs` the process is killed with SIGKILL.
+     * Resolves with { code, signal, ms, killed }.
+     */
+    async stop({ graceMs = 3000 } = {}) {
+      if (exited) return { ...(await exit), ms: 0, killed: false };
+      const started = Date.now();
+      let killed = false;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        killed = true;
+        process.stderr.write(`# hubcast did not exit within ${graceMs} ms of SIGTERM; killing it\n`);
+        child.kill('SIGKILL');
+      }, graceMs);
+      const result = await exit;
+      clearTimeout(timer);
+      return { ...result, ms: Date.now() - started, killed };
+    },
+  }));
+}
+
+module.exports = { startServer };
