@@ -1,16 +1,22 @@
 //! `hubcast serve --conformance`: what the official SignalR client's functional tests expect of their
 //! server (protocol notes §6.1): `/testhub` and `/testhub-nowebsockets` (PascalCase JSON, detailed
-//! errors), the raw `/echo` endpoint, the `/redirect…` negotiate redirect and the negotiate cookies;
+//! errors) with its streaming methods, the raw `/echo` endpoint, the `/redirect…` negotiate redirect,
+//! `/clientresult/{connectionId}` (a client result) and the negotiate cookies;
 //! plus `/bench`, the hub the load generator drives.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::TimeZone;
+use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
+use hubcast_backplane::ConnectionId;
 use hubcast_gateway::http::bytes as response_bytes;
-use hubcast_gateway::{Context, EchoHandler, GatewayBuilder, Hub, HubError, HubOptions};
+use hubcast_gateway::hub::ClientStream;
+use hubcast_gateway::{
+    Context, EchoHandler, GatewayBuilder, Hub, HubContext, HubError, HubOptions,
+};
 use hubcast_protocol::dotnet;
 use hubcast_protocol::negotiate::{NegotiateResponse, query_param};
 use hubcast_protocol::{NamingPolicy, Transport};
@@ -90,6 +96,40 @@ pub(crate) fn test_hub(name: &str) -> Hub<TestHub> {
         .method("GetCookie", |ctx: Ctx, name: String| async move {
             Ok(ctx.request().cookie(&name))
         })
+        .stream("Stream", |_: Ctx| async move {
+            Ok(stream::iter(["a", "b", "c"].map(Ok::<_, HubError>)))
+        })
+        .stream("InfiniteStream", |ctx: Ctx| async move {
+            let cancelled = ctx.cancellation();
+            let caller = ctx.clients().caller();
+            tokio::spawn(async move {
+                cancelled.cancelled().await;
+                let _ = caller.send("StreamCanceled", &NO_ARGS).await;
+            });
+            Ok(stream::pending::<Result<String, HubError>>())
+        })
+        .stream("EmptyStream", |_: Ctx| async move {
+            Ok(stream::empty::<Result<i32, HubError>>())
+        })
+        .stream(
+            "StreamThrowException",
+            |_: Ctx, message: String| async move {
+                Err::<stream::Empty<Result<String, HubError>>, _>(HubError::internal(
+                    "InvalidOperationException",
+                    message,
+                ))
+            },
+        )
+        .method(
+            "StreamingConcat",
+            |_: Ctx, mut parts: ClientStream<String>| async move {
+                let mut all = String::new();
+                while let Some(part) = parts.recv().await {
+                    all.push_str(&part?);
+                }
+                Ok(all)
+            },
+        )
         .build()
 }
 
@@ -135,8 +175,16 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
         .build()
 }
 
-/// Mounts the conformance endpoints on `builder`.
-pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilder {
+/// No arguments (an empty array in both protocols).
+const NO_ARGS: [(); 0] = [];
+
+/// Filled in once the gateway is built: the `/clientresult/{id}` route invokes the test hub through it.
+pub(crate) type TestHubHandle = Arc<OnceLock<HubContext>>;
+
+/// Mounts the conformance endpoints on `builder`; fill the returned handle with the `TestHub` context
+/// once the gateway is built.
+pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> (GatewayBuilder, TestHubHandle) {
+    let handle: TestHubHandle = Arc::new(OnceLock::new());
     let options = HubOptions {
         enable_detailed_errors: true,
         json_naming_policy: NamingPolicy::AsDeclared,
@@ -147,7 +195,8 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilde
         ..options.clone()
     };
     let redirects = Arc::new(AtomicU64::new(0));
-    builder
+    let results_hub = handle.clone();
+    let builder = builder
         .hub("/testhub", test_hub("TestHub"), options)
         .hub(
             "/testhub-nowebsockets",
@@ -176,6 +225,37 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilde
                 })
             }),
         )
+        .route(
+            "/clientresult/",
+            Arc::new(move |request| {
+                let hub = results_hub.get().cloned();
+                let id = request
+                    .uri()
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                Box::pin(async move {
+                    let Some(hub) = hub else {
+                        return response_bytes(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            Bytes::new(),
+                        );
+                    };
+                    let text = match hub
+                        .client(ConnectionId::from(id))
+                        .invoke::<i64, _>("Result", &NO_ARGS)
+                        .await
+                    {
+                        Ok(value) => value.to_string(),
+                        Err(error) => error.to_string(),
+                    };
+                    response_bytes(StatusCode::OK, "text/plain", Bytes::from(text))
+                })
+            }),
+        )
         .negotiate_hook(Arc::new(|_, headers| {
             for cookie in [
                 "testCookie=testValue; path=/",
@@ -184,5 +264,6 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> GatewayBuilde
             ] {
                 headers.append(header::SET_COOKIE, HeaderValue::from_static(cookie));
             }
-        }))
+        }));
+    (builder, handle)
 }

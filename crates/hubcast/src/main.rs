@@ -104,10 +104,16 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
 
     let backplane = Arc::new(MemoryBackplane::new());
     let mut builder = GatewayBuilder::new(backplane);
+    let mut test_hub = None;
     if args.conformance {
-        builder = conformance::mount(builder, &config.hub_options("TestHub")?);
+        let (mounted, handle) = conformance::mount(builder, &config.hub_options("TestHub")?);
+        builder = mounted;
+        test_hub = Some(handle);
     }
     let gateway = builder.build().await?;
+    if let (Some(handle), Some(context)) = (test_hub, gateway.hub_context("TestHub")) {
+        let _ = handle.set(context);
+    }
 
     let listener = TcpListener::bind(listen)
         .await

@@ -50,6 +50,8 @@ struct State {
 pub(crate) struct Outbound {
     state: Mutex<State>,
     notify: Notify,
+    /// Signalled when a writer takes queued bytes (room for [`Outbound::push_wait`]).
+    space: Notify,
     limit: usize,
 }
 
@@ -58,6 +60,7 @@ impl Outbound {
         Self {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
+            space: Notify::new(),
             limit,
         }
     }
@@ -68,21 +71,44 @@ impl Outbound {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `bytes`. A message larger than the limit is accepted only into an empty queue.
-    pub(crate) fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+    /// Queues `bytes`, or hands them back with the reason it cannot.
+    fn offer(&self, bytes: Bytes) -> Result<(), (PushError, Bytes)> {
         {
             let mut state = self.lock();
             if state.completed {
-                return Err(PushError::Closed);
+                return Err((PushError::Closed, bytes));
             }
             if state.bytes > 0 && state.bytes + bytes.len() > self.limit {
-                return Err(PushError::Full);
+                return Err((PushError::Full, bytes));
             }
             state.bytes += bytes.len();
             state.items.push_back(bytes);
         }
         self.notify.notify_one();
         Ok(())
+    }
+
+    /// Queues `bytes`. A message larger than the limit is accepted only into an empty queue.
+    pub(crate) fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+        self.offer(bytes).map_err(|(error, _)| error)
+    }
+
+    /// Queues `bytes`, waiting for room instead of failing when the queue is full: for producers that
+    /// can wait, such as a stream feeding one client, so that a fast stream slows down to the client's
+    /// pace instead of getting the client closed.
+    pub(crate) async fn push_wait(&self, mut bytes: Bytes) -> Result<(), PushError> {
+        loop {
+            let room = self.space.notified();
+            tokio::pin!(room);
+            // Registered before trying, so a writer taking the queue in between is not missed.
+            room.as_mut().enable();
+            match self.offer(bytes) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Full, back)) => bytes = back,
+                Err((error, _)) => return Err(error),
+            }
+            room.await;
+        }
     }
 
     /// Queues a final message (a Close) whatever the limit, and marks the queue complete. With
@@ -104,6 +130,7 @@ impl Outbound {
             state.completed = true;
         }
         self.notify.notify_one();
+        self.space.notify_waiters();
     }
 
     /// Whether [`finish`](Self::finish) was called.
@@ -127,7 +154,10 @@ impl Outbound {
         let mut state = self.lock();
         if !state.items.is_empty() {
             state.bytes = 0;
-            return Some(Batch::Data(std::mem::take(&mut state.items)));
+            let items = std::mem::take(&mut state.items);
+            drop(state);
+            self.space.notify_waiters();
+            return Some(Batch::Data(items));
         }
         state.completed.then_some(Batch::Done)
     }

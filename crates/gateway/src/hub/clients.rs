@@ -9,6 +9,7 @@ use hubcast_backplane::{
 use hubcast_protocol::{HubMessage, Invocation, encode_message};
 use serde::Serialize;
 
+use super::context::InvocationScope;
 use super::runtime::HubShared;
 
 /// Why a send failed.
@@ -54,6 +55,7 @@ impl HubContext {
             shared: self.shared.clone(),
             target,
             excluded,
+            scope: None,
         }
     }
 
@@ -123,16 +125,33 @@ impl HubContext {
 pub struct CallerClients {
     hub: HubContext,
     caller: ConnectionId,
+    scope: Option<Arc<InvocationScope>>,
 }
 
 impl CallerClients {
-    pub(crate) fn new(hub: HubContext, caller: ConnectionId) -> Self {
-        Self { hub, caller }
+    pub(crate) fn new(
+        hub: HubContext,
+        caller: ConnectionId,
+        scope: Option<Arc<InvocationScope>>,
+    ) -> Self {
+        Self { hub, caller, scope }
     }
 
-    /// The calling connection.
+    /// The calling connection. [`ClientProxy::invoke`] on it gives the caller's invocation slot back
+    /// while it waits, so a hub with one slot per client does not deadlock on the answer.
     pub fn caller(&self) -> ClientProxy {
-        self.hub.client(self.caller.clone())
+        ClientProxy {
+            scope: self.scope.clone(),
+            ..self.hub.client(self.caller.clone())
+        }
+    }
+
+    /// One connection (as [`HubContext::client`], with the same slot handling as [`caller`](Self::caller)).
+    pub fn client(&self, id: ConnectionId) -> ClientProxy {
+        ClientProxy {
+            scope: self.scope.clone(),
+            ..self.hub.client(id)
+        }
     }
 
     /// Every connection but the caller.
@@ -154,11 +173,13 @@ impl std::ops::Deref for CallerClients {
     }
 }
 
-/// A send target: call [`send`](Self::send) to invoke a client method on every recipient.
+/// A send target: call [`send`](Self::send) to invoke a client method on every recipient, or
+/// [`invoke`](Self::invoke) to call one client and wait for its result.
 pub struct ClientProxy {
     shared: Arc<HubShared>,
     target: Target,
     excluded: Vec<ConnectionId>,
+    scope: Option<Arc<InvocationScope>>,
 }
 
 impl ClientProxy {
@@ -188,6 +209,107 @@ impl ClientProxy {
         };
         self.shared.backplane.publish(publish).await?;
         Ok(())
+    }
+}
+
+/// Why a client result could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientResultError {
+    /// Only a single connection can be invoked for a result.
+    #[error("client results need a single connection as the target")]
+    NotSingleConnection,
+    /// The connection is not on this node (or does not exist).
+    #[error("Connection '{0}' does not exist.")]
+    NoSuchConnection(ConnectionId),
+    /// The connection closed before answering.
+    #[error("Connection '{0}' disconnected.")]
+    Disconnected(ConnectionId),
+    /// The client answered with an error (e.g. `Client didn't provide a result.`).
+    #[error("{0}")]
+    Client(String),
+    /// No answer within the timeout.
+    #[error("Invocation canceled by the server.")]
+    Timeout,
+    /// The answer did not fit the expected type.
+    #[error("the client's result could not be read: {0}")]
+    Decode(String),
+    /// The invocation could not be encoded or queued.
+    #[error("{0}")]
+    Send(String),
+}
+
+/// How long [`ClientProxy::invoke`] waits for an answer.
+pub const DEFAULT_CLIENT_RESULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl ClientProxy {
+    /// Invokes `method` on the one target connection and waits for its result (at most
+    /// [`DEFAULT_CLIENT_RESULT_TIMEOUT`]).
+    pub async fn invoke<T, A>(&self, method: &str, args: &A) -> Result<T, ClientResultError>
+    where
+        T: serde::de::DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
+        self.invoke_timeout(method, args, DEFAULT_CLIENT_RESULT_TIMEOUT)
+            .await
+    }
+
+    /// [`invoke`](Self::invoke) with an explicit timeout.
+    pub async fn invoke_timeout<T, A>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: std::time::Duration,
+    ) -> Result<T, ClientResultError>
+    where
+        T: serde::de::DeserializeOwned,
+        A: Serialize + ?Sized,
+    {
+        let Target::Connections(ids) = &self.target else {
+            return Err(ClientResultError::NotSingleConnection);
+        };
+        let [id] = ids.as_slice() else {
+            return Err(ClientResultError::NotSingleConnection);
+        };
+        let connection = self
+            .shared
+            .registry
+            .get(id)
+            .ok_or_else(|| ClientResultError::NoSuchConnection(id.clone()))?;
+        let invocation_id = format!("s{}", self.shared.next_result_id());
+        let answer = connection.expect_result(invocation_id.clone());
+        let message: HubMessage<&A, ()> = HubMessage::Invocation(Invocation {
+            invocation_id: Some(invocation_id.clone()),
+            ..Invocation::new(method, args)
+        });
+        let bytes = encode_message(
+            connection.protocol,
+            &message,
+            self.shared.options.json_naming_policy,
+        )
+        .map_err(|e| ClientResultError::Send(e.0))?;
+        connection.push(bytes);
+        let released = self.scope.as_ref().is_some_and(|scope| scope.release());
+        let outcome = tokio::time::timeout(timeout, answer).await;
+        if released && let Some(scope) = &self.scope {
+            scope.reacquire().await;
+        }
+        let outcome = match outcome {
+            Err(_) => {
+                connection.forget_result(&invocation_id);
+                return Err(ClientResultError::Timeout);
+            }
+            Ok(Err(_)) => return Err(ClientResultError::Disconnected(id.clone())),
+            Ok(Ok(outcome)) => outcome,
+        };
+        match outcome {
+            hubcast_protocol::Outcome::Result(raw) => raw
+                .deserialize()
+                .map_err(|e| ClientResultError::Decode(e.0)),
+            hubcast_protocol::Outcome::Void => Err(ClientResultError::Client(
+                "Client didn't provide a result.".to_owned(),
+            )),
+            hubcast_protocol::Outcome::Error(error) => Err(ClientResultError::Client(error)),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The caller context a hub method or lifecycle handler receives: who is calling (connection, user,
 //! HTTP request, transport) and handles to send to clients and manage groups.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hubcast_backplane::{ConnectionId, UserId};
 use hubcast_protocol::{Protocol, Transport};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::clients::{CallerClients, Groups, HubContext};
 use super::runtime::HubShared;
@@ -31,11 +33,55 @@ pub(crate) struct Caller {
     pub(crate) protocol: Protocol,
 }
 
+/// One running invocation: its cancellation (a CancelInvocation, or the connection ending) and the
+/// parallel-invocation slot it holds, which it gives back while it waits for a client result.
+#[derive(Debug)]
+pub(crate) struct InvocationScope {
+    pub(crate) cancel: CancellationToken,
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+    slots: Option<Arc<Semaphore>>,
+}
+
+impl InvocationScope {
+    pub(crate) fn new(cancel: CancellationToken, slots: Option<Arc<Semaphore>>) -> Self {
+        Self {
+            cancel,
+            slot: Mutex::new(None),
+            slots,
+        }
+    }
+
+    /// Records the slot the invocation runs in.
+    pub(crate) fn hold(&self, permit: OwnedSemaphorePermit) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+    }
+
+    /// Gives the slot back (so the receive loop can read the client's answer); returns whether one was
+    /// held.
+    pub(crate) fn release(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+    }
+
+    /// Takes a slot again after [`release`](Self::release).
+    pub(crate) async fn reacquire(&self) {
+        if let Some(slots) = &self.slots
+            && let Ok(permit) = slots.clone().acquire_owned().await
+        {
+            self.hold(permit);
+        }
+    }
+}
+
 /// What a hub method knows about its call.
 pub struct Context<S> {
     pub(crate) caller: Arc<Caller>,
     pub(crate) state: Arc<S>,
     pub(crate) hub: Arc<HubShared>,
+    pub(crate) scope: Option<Arc<InvocationScope>>,
 }
 
 impl<S> Clone for Context<S> {
@@ -44,6 +90,7 @@ impl<S> Clone for Context<S> {
             caller: self.caller.clone(),
             state: self.state.clone(),
             hub: self.hub.clone(),
+            scope: self.scope.clone(),
         }
     }
 }
@@ -84,9 +131,22 @@ impl<S> Context<S> {
         &self.state
     }
 
+    /// Cancelled when the client cancels this invocation (CancelInvocation of a stream) or the
+    /// connection ends; never cancelled outside an invocation.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.scope
+            .as_ref()
+            .map(|scope| scope.cancel.clone())
+            .unwrap_or_default()
+    }
+
     /// Send targets relative to the caller (caller, others, …) and every other target.
     pub fn clients(&self) -> CallerClients {
-        CallerClients::new(self.hub_context(), self.caller.connection_id.clone())
+        CallerClients::new(
+            self.hub_context(),
+            self.caller.connection_id.clone(),
+            self.scope.clone(),
+        )
     }
 
     /// Group membership.

@@ -95,9 +95,31 @@ pub(crate) fn unknown_method(target: &str) -> String {
 
 /// The Completion error for arguments that could not be bound.
 pub(crate) fn binding_failed(target: &str, detail: &BindingError, detailed: bool) -> String {
+    match detail {
+        // .NET raises these as HubExceptions from the invocation itself.
+        BindingError::StreamCount { .. } => {
+            invocation_failed(target, &HubError::new(detail.to_string()), detailed)
+        }
+        BindingError::IdInUse(_) => detail.to_string(),
+        BindingError::Count { .. } | BindingError::Type(_) => with_detail(
+            format!("Failed to invoke '{target}' due to an error on the server."),
+            detailed.then(|| format!("InvalidDataException: {detail}")),
+        ),
+    }
+}
+
+/// The Completion error for a plain Invocation of a streaming method.
+pub(crate) fn streaming_needs_stream_invocation(target: &str) -> String {
+    format!(
+        "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+    )
+}
+
+/// The Completion error for a stream that failed after it started.
+pub(crate) fn stream_failed(error: &HubError, detailed: bool) -> String {
     with_detail(
-        format!("Failed to invoke '{target}' due to an error on the server."),
-        detailed.then(|| format!("InvalidDataException: {detail}")),
+        "An error occurred on the server while streaming results.".to_owned(),
+        error.detail(detailed),
     )
 }
 
@@ -119,6 +141,17 @@ pub enum BindingError {
         /// Parameters the method takes.
         expected: usize,
     },
+    /// The client sent a different number of streams than the method takes.
+    #[error("Client sent {provided} stream(s), Hub method expects {expected}.")]
+    StreamCount {
+        /// Streams the client named.
+        provided: usize,
+        /// Stream parameters the method takes.
+        expected: usize,
+    },
+    /// A stream id of the invocation is already used by an open stream.
+    #[error("Invocation ID '{0}' is already in use.")]
+    IdInUse(String),
     /// An argument did not fit its parameter's type.
     #[error(
         "Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked."

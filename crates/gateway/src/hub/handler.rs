@@ -1,48 +1,88 @@
-//! Typed hub methods: any async function `(Context<S>, T1, …, Tn) -> Result<R, HubError>` whose
-//! parameters are `Deserialize` and whose result is `Serialize` is a hub method. Arguments are bound
-//! straight from the raw protocol values (no intermediate tree) and the result is encoded straight into
-//! the caller's protocol.
+//! Typed hub methods. Any async function `(Context<S>, P1, …, Pn) -> Result<R, HubError>` whose
+//! parameters are [`Param`]s (any `Deserialize` type, or a [`ClientStream`](super::ClientStream)) and whose
+//! result is `Serialize` is a method ([`Handler`]); one that resolves to a `Stream` of
+//! `Result<R, HubError>` is a streaming method ([`StreamHandler`]). Arguments are bound straight from the
+//! raw protocol values (no intermediate tree) and results and items are encoded straight into the
+//! caller's protocol.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use hubcast_backplane::BoxFuture;
-use hubcast_protocol::{Arguments, NamingPolicy, Protocol, RawValue};
+use hubcast_protocol::{NamingPolicy, Protocol, RawValue};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::context::Context;
 use super::error::{BindingError, HubError};
+use super::params::{Binder, Param};
 
 /// A bound call, ready to run: resolves to the encoded result.
 pub(crate) type BoundCall = BoxFuture<'static, Result<RawValue, HubError>>;
 
+/// The encoded items of a server-to-client stream.
+pub(crate) type ItemStream = Pin<Box<dyn Stream<Item = Result<RawValue, HubError>> + Send>>;
+
+/// A bound streaming call: resolves to its stream (or fails before producing one).
+pub(crate) type BoundStream = BoxFuture<'static, Result<ItemStream, HubError>>;
+
+/// A bound invocation of either kind.
+pub(crate) enum Bound {
+    Call(BoundCall),
+    Stream(BoundStream),
+}
+
 /// Implemented for async functions usable as hub methods (up to eight parameters after the context).
 pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
-    /// Binds `args` and starts the call; the result is encoded in `protocol`.
+    /// Binds the arguments and starts the call; the result is encoded in `protocol`.
     fn bind(
         &self,
         context: Context<S>,
-        args: &Arguments,
+        binder: &mut Binder<'_>,
         protocol: Protocol,
         naming: NamingPolicy,
     ) -> Result<BoundCall, BindingError>;
 }
 
-/// Encodes a method's result for the caller.
-fn encode_result<R: Serialize>(
-    result: &R,
+/// Implemented for async functions usable as streaming hub methods.
+pub trait StreamHandler<S, Args>: Clone + Send + Sync + 'static {
+    /// Binds the arguments and starts the call; items are encoded in `protocol`.
+    fn bind(
+        &self,
+        context: Context<S>,
+        binder: &mut Binder<'_>,
+        protocol: Protocol,
+        naming: NamingPolicy,
+    ) -> Result<BoundStream, BindingError>;
+}
+
+/// Encodes a result or item for the caller.
+fn encode<R: Serialize>(
+    value: &R,
     protocol: Protocol,
     naming: NamingPolicy,
 ) -> Result<RawValue, HubError> {
-    RawValue::encode(protocol, result, naming)
+    RawValue::encode(protocol, value, naming)
         .map_err(|e| HubError::internal("SerializationException", e.to_string()))
 }
 
-/// Binds one argument.
-fn bind_arg<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, BindingError> {
-    let raw = raw.ok_or_else(|| BindingError::Type("missing argument".into()))?;
-    raw.deserialize().map_err(|e| BindingError::Type(e.0))
+/// Checks the numbers of arguments and streams before binding any.
+fn check_counts(binder: &Binder<'_>, params: usize, streams: usize) -> Result<(), BindingError> {
+    let (provided_args, provided_streams) = binder.remaining();
+    if provided_streams != streams {
+        return Err(BindingError::StreamCount {
+            provided: provided_streams,
+            expected: streams,
+        });
+    }
+    if provided_args != params - streams {
+        return Err(BindingError::Count {
+            provided: provided_args,
+            expected: params - streams,
+        });
+    }
+    Ok(())
 }
 
 macro_rules! count {
@@ -50,7 +90,7 @@ macro_rules! count {
     ($head:ident $($tail:ident)*) => { 1usize + count!($($tail)*) };
 }
 
-macro_rules! impl_handler {
+macro_rules! impl_handlers {
     ($($arg:ident),*) => {
         impl<S, F, Fut, R, $($arg,)*> Handler<S, ($($arg,)*)> for F
         where
@@ -58,80 +98,142 @@ macro_rules! impl_handler {
             F: Fn(Context<S>, $($arg,)*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future<Output = Result<R, HubError>> + Send + 'static,
             R: Serialize + Send + 'static,
-            $($arg: DeserializeOwned + Send + 'static,)*
+            $($arg: Param,)*
         {
-            #[allow(non_snake_case, unused_mut, unused_variables)]
+            #[allow(non_snake_case, unused_variables)]
             fn bind(
                 &self,
                 context: Context<S>,
-                args: &Arguments,
+                binder: &mut Binder<'_>,
                 protocol: Protocol,
                 naming: NamingPolicy,
             ) -> Result<BoundCall, BindingError> {
-                let expected = count!($($arg)*);
-                if args.len() != expected {
-                    return Err(BindingError::Count { provided: args.len(), expected });
-                }
-                let mut raw = args.iter();
-                $(let $arg: $arg = bind_arg(raw.next())?;)*
+                check_counts(binder, count!($($arg)*), 0 $(+ usize::from(<$arg as Param>::STREAM))*)?;
+                $(let $arg = <$arg as Param>::bind(binder)?;)*
                 let handler = self.clone();
                 Ok(Box::pin(async move {
                     let result = handler(context, $($arg,)*).await?;
-                    encode_result(&result, protocol, naming)
+                    encode(&result, protocol, naming)
+                }))
+            }
+        }
+
+        impl<S, F, Fut, St, R, $($arg,)*> StreamHandler<S, ($($arg,)*)> for F
+        where
+            S: Send + Sync + 'static,
+            F: Fn(Context<S>, $($arg,)*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = Result<St, HubError>> + Send + 'static,
+            St: Stream<Item = Result<R, HubError>> + Send + 'static,
+            R: Serialize + Send + 'static,
+            $($arg: Param,)*
+        {
+            #[allow(non_snake_case, unused_variables)]
+            fn bind(
+                &self,
+                context: Context<S>,
+                binder: &mut Binder<'_>,
+                protocol: Protocol,
+                naming: NamingPolicy,
+            ) -> Result<BoundStream, BindingError> {
+                check_counts(binder, count!($($arg)*), 0 $(+ usize::from(<$arg as Param>::STREAM))*)?;
+                $(let $arg = <$arg as Param>::bind(binder)?;)*
+                let handler = self.clone();
+                Ok(Box::pin(async move {
+                    let stream = handler(context, $($arg,)*).await?;
+                    let items: ItemStream = Box::pin(
+                        stream.map(move |item| item.and_then(|value| encode(&value, protocol, naming))),
+                    );
+                    Ok(items)
                 }))
             }
         }
     };
 }
 
-impl_handler!();
-impl_handler!(T1);
-impl_handler!(T1, T2);
-impl_handler!(T1, T2, T3);
-impl_handler!(T1, T2, T3, T4);
-impl_handler!(T1, T2, T3, T4, T5);
-impl_handler!(T1, T2, T3, T4, T5, T6);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+impl_handlers!();
+impl_handlers!(T1);
+impl_handlers!(T1, T2);
+impl_handlers!(T1, T2, T3);
+impl_handlers!(T1, T2, T3, T4);
+impl_handlers!(T1, T2, T3, T4, T5);
+impl_handlers!(T1, T2, T3, T4, T5, T6);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8);
 
-/// A handler with its argument types erased, as the method table stores it.
+/// A method with its argument types erased, as the method table stores it.
 pub(crate) trait ErasedMethod<S>: Send + Sync {
     fn bind(
         &self,
         context: Context<S>,
-        args: &Arguments,
+        binder: &mut Binder<'_>,
         protocol: Protocol,
         naming: NamingPolicy,
-    ) -> Result<BoundCall, BindingError>;
+    ) -> Result<Bound, BindingError>;
+
+    /// Whether clients must call it with a StreamInvocation.
+    fn is_streaming(&self) -> bool;
 }
 
-pub(crate) struct Method<H, Args> {
+struct Unary<H, Args> {
     handler: H,
     _args: std::marker::PhantomData<fn(Args)>,
 }
 
-impl<H, Args> Method<H, Args> {
-    pub(crate) fn erase<S>(handler: H) -> Arc<dyn ErasedMethod<S>>
-    where
-        H: Handler<S, Args>,
-        S: 'static,
-        Args: 'static,
-    {
-        Arc::new(Self {
-            handler,
-            _args: std::marker::PhantomData,
-        })
-    }
+struct Streaming<H, Args> {
+    handler: H,
+    _args: std::marker::PhantomData<fn(Args)>,
 }
 
-impl<S, H: Handler<S, Args>, Args> ErasedMethod<S> for Method<H, Args> {
+pub(crate) fn unary<S: 'static, Args: 'static, H: Handler<S, Args>>(
+    handler: H,
+) -> Arc<dyn ErasedMethod<S>> {
+    Arc::new(Unary {
+        handler,
+        _args: std::marker::PhantomData,
+    })
+}
+
+pub(crate) fn streaming<S: 'static, Args: 'static, H: StreamHandler<S, Args>>(
+    handler: H,
+) -> Arc<dyn ErasedMethod<S>> {
+    Arc::new(Streaming {
+        handler,
+        _args: std::marker::PhantomData,
+    })
+}
+
+impl<S, H: Handler<S, Args>, Args> ErasedMethod<S> for Unary<H, Args> {
     fn bind(
         &self,
         context: Context<S>,
-        args: &Arguments,
+        binder: &mut Binder<'_>,
         protocol: Protocol,
         naming: NamingPolicy,
-    ) -> Result<BoundCall, BindingError> {
-        self.handler.bind(context, args, protocol, naming)
+    ) -> Result<Bound, BindingError> {
+        self.handler
+            .bind(context, binder, protocol, naming)
+            .map(Bound::Call)
+    }
+
+    fn is_streaming(&self) -> bool {
+        false
+    }
+}
+
+impl<S, H: StreamHandler<S, Args>, Args> ErasedMethod<S> for Streaming<H, Args> {
+    fn bind(
+        &self,
+        context: Context<S>,
+        binder: &mut Binder<'_>,
+        protocol: Protocol,
+        naming: NamingPolicy,
+    ) -> Result<Bound, BindingError> {
+        self.handler
+            .bind(context, binder, protocol, naming)
+            .map(Bound::Stream)
+    }
+
+    fn is_streaming(&self) -> bool {
+        true
     }
 }

@@ -23,25 +23,31 @@ mod clients;
 mod context;
 pub(crate) mod error;
 mod handler;
+mod params;
 pub(crate) mod registry;
 mod runtime;
 mod session;
+mod streams;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use hubcast_backplane::BoxFuture;
-use hubcast_protocol::{Arguments, NamingPolicy, Protocol};
+use hubcast_protocol::{NamingPolicy, Protocol};
 
-pub use clients::{CallerClients, ClientProxy, GroupError, Groups, HubContext, SendError};
+pub use clients::{
+    CallerClients, ClientProxy, ClientResultError, DEFAULT_CLIENT_RESULT_TIMEOUT, GroupError,
+    Groups, HubContext, SendError,
+};
 pub use context::{Context, User};
 pub use error::{BindingError, HubError};
-pub use handler::Handler;
+pub use handler::{Handler, StreamHandler};
+pub use params::{Binder, ClientStream, Param};
 pub(crate) use runtime::{HubRuntime, HubShared};
 
-use context::Caller;
-use handler::{BoundCall, ErasedMethod, Method};
+use context::{Caller, InvocationScope};
+use handler::{Bound, ErasedMethod};
 
 type Lifecycle<S> =
     Arc<dyn Fn(Context<S>) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
@@ -91,7 +97,21 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
     {
         self.hub
             .methods
-            .insert(name.to_lowercase(), Method::erase::<S>(handler));
+            .insert(name.to_lowercase(), handler::unary(handler));
+        self
+    }
+
+    /// Adds a streaming method: it resolves to a `Stream` of `Result<item, HubError>`, which clients
+    /// consume with `stream()` (a StreamInvocation). The stream is dropped when the client cancels it
+    /// or disconnects; `Context::cancellation` tells the method too.
+    pub fn stream<H, Args>(mut self, name: &str, handler: H) -> Self
+    where
+        H: StreamHandler<S, Args>,
+        Args: 'static,
+    {
+        self.hub
+            .methods
+            .insert(name.to_lowercase(), handler::streaming(handler));
         self
     }
 
@@ -125,16 +145,10 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
 /// What the runtime needs of a hub, with its state type erased.
 pub(crate) trait HubApp: Send + Sync + 'static {
     fn name(&self) -> &str;
+    /// `None` for an unknown method, else whether it streams.
+    fn is_streaming(&self, target: &str) -> Option<bool>;
     /// `None` for an unknown method.
-    fn bind(
-        &self,
-        caller: Arc<Caller>,
-        shared: &Arc<HubShared>,
-        target: &str,
-        args: &Arguments,
-        protocol: Protocol,
-        naming: NamingPolicy,
-    ) -> Option<Result<BoundCall, BindingError>>;
+    fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>>;
     fn on_connected(
         &self,
         caller: Arc<Caller>,
@@ -148,12 +162,29 @@ pub(crate) trait HubApp: Send + Sync + 'static {
     ) -> BoxFuture<'static, ()>;
 }
 
+/// Everything binding one invocation needs.
+pub(crate) struct BindRequest<'a, 'b> {
+    pub(crate) caller: Arc<Caller>,
+    pub(crate) shared: &'a Arc<HubShared>,
+    pub(crate) target: &'a str,
+    pub(crate) binder: &'a mut Binder<'b>,
+    pub(crate) protocol: Protocol,
+    pub(crate) naming: NamingPolicy,
+    pub(crate) scope: Arc<InvocationScope>,
+}
+
 impl<S: Send + Sync + 'static> Hub<S> {
-    fn context(&self, caller: Arc<Caller>, shared: &Arc<HubShared>) -> Context<S> {
+    fn context(
+        &self,
+        caller: Arc<Caller>,
+        shared: &Arc<HubShared>,
+        scope: Option<Arc<InvocationScope>>,
+    ) -> Context<S> {
         Context {
             caller,
             state: self.state.clone(),
             hub: shared.clone(),
+            scope,
         }
     }
 }
@@ -163,17 +194,16 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         &self.name
     }
 
-    fn bind(
-        &self,
-        caller: Arc<Caller>,
-        shared: &Arc<HubShared>,
-        target: &str,
-        args: &Arguments,
-        protocol: Protocol,
-        naming: NamingPolicy,
-    ) -> Option<Result<BoundCall, BindingError>> {
-        let method = self.methods.get(&target.to_lowercase())?;
-        Some(method.bind(self.context(caller, shared), args, protocol, naming))
+    fn is_streaming(&self, target: &str) -> Option<bool> {
+        self.methods
+            .get(&target.to_lowercase())
+            .map(|m| m.is_streaming())
+    }
+
+    fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>> {
+        let method = self.methods.get(&call.target.to_lowercase())?;
+        let context = self.context(call.caller, call.shared, Some(call.scope));
+        Some(method.bind(context, call.binder, call.protocol, call.naming))
     }
 
     fn on_connected(
@@ -182,7 +212,7 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         shared: &Arc<HubShared>,
     ) -> BoxFuture<'static, Result<(), HubError>> {
         match &self.on_connected {
-            Some(handler) => handler(self.context(caller, shared)),
+            Some(handler) => handler(self.context(caller, shared, None)),
             None => Box::pin(async { Ok(()) }),
         }
     }
@@ -194,7 +224,7 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         error: Option<String>,
     ) -> BoxFuture<'static, ()> {
         match &self.on_disconnected {
-            Some(handler) => handler(self.context(caller, shared), error),
+            Some(handler) => handler(self.context(caller, shared, None), error),
             None => Box::pin(async {}),
         }
     }

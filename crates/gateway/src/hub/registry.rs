@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use hubcast_backplane::{ConnectionId, GroupName, LocalDelivery, Publish, Target, UserId};
-use hubcast_protocol::Protocol;
+use hubcast_protocol::{Outcome, Protocol};
+use tokio::sync::oneshot;
 
 use crate::close::CloseReason;
 use crate::connection::{Connection, PushError};
@@ -24,6 +25,8 @@ pub(crate) struct HubConnection {
     pub(crate) protocol: Protocol,
     pub(crate) connection: Arc<Connection>,
     groups: Mutex<HashSet<GroupName>>,
+    /// Client results awaited from this connection, by server-generated invocation id.
+    results: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
 }
 
 impl HubConnection {
@@ -39,7 +42,40 @@ impl HubConnection {
             protocol,
             connection,
             groups: Mutex::new(HashSet::new()),
+            results: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn results(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
+        self.results.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a client result to wait for.
+    pub(crate) fn expect_result(&self, invocation_id: String) -> oneshot::Receiver<Outcome> {
+        let (sender, receiver) = oneshot::channel();
+        self.results().insert(invocation_id, sender);
+        receiver
+    }
+
+    /// Stops waiting for a result (timed out).
+    pub(crate) fn forget_result(&self, invocation_id: &str) {
+        self.results().remove(invocation_id);
+    }
+
+    /// Routes a Completion from this connection to the result it answers; false when none waits for it.
+    pub(crate) fn complete_result(&self, invocation_id: &str, outcome: Outcome) -> bool {
+        match self.results().remove(invocation_id) {
+            Some(waiter) => {
+                let _ = waiter.send(outcome);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails every awaited result (the connection ended).
+    pub(crate) fn abandon_results(&self) {
+        self.results().clear();
     }
 
     /// Queues framed bytes; a client that cannot keep up is closed.
@@ -148,6 +184,11 @@ impl Registry {
 
     pub(crate) fn len(&self) -> usize {
         self.connections.len()
+    }
+
+    /// A local connection.
+    pub(crate) fn get(&self, id: &ConnectionId) -> Option<Arc<HubConnection>> {
+        self.connections.get(id).map(|c| c.value().clone())
     }
 }
 

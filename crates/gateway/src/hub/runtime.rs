@@ -17,6 +17,16 @@ pub(crate) struct HubShared {
     pub(crate) options: HubOptions,
     pub(crate) backplane: Arc<dyn Backplane>,
     pub(crate) registry: Arc<Registry>,
+    /// Numbers the server's client-result invocations (`s1`, `s2`, …: never a client stream id).
+    result_ids: std::sync::atomic::AtomicU64,
+}
+
+impl HubShared {
+    pub(crate) fn next_result_id(&self) -> u64 {
+        self.result_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
 }
 
 /// A running hub.
@@ -39,6 +49,7 @@ impl HubRuntime {
             options,
             backplane,
             registry,
+            result_ids: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(Arc::new(Self { app, shared }))
     }

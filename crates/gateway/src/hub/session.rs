@@ -21,15 +21,21 @@ use futures_util::FutureExt;
 use hubcast_backplane::Interest;
 use hubcast_protocol::handshake::{self, HandshakeError, HandshakeRequest};
 use hubcast_protocol::{
-    Arguments, Completion, Headers, HubMessage, Invocation, MessageReader, Outcome, Protocol,
-    RawValue, Transport, encode_message,
+    Arguments, HubMessage, Invocation, MessageReader, Outcome, Protocol, RawValue, Transport,
+    encode_message,
 };
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
+use super::BindRequest;
 use super::context::Caller;
-use super::error::{self, HubError};
+use super::context::InvocationScope;
+use super::error::{self, BindingError, HubError};
+use super::handler::Bound;
+use super::params::{Binder, UploadItem};
 use super::registry::HubConnection;
 use super::runtime::HubRuntime;
+use super::streams::{self, ActiveStreams, StreamSink};
 use crate::close::CloseReason;
 use crate::connection::{Attachment, Connection, Inbound, InboundEnd, RequestInfo};
 use crate::endpoint::inbound_end_reason;
@@ -41,6 +47,11 @@ struct Session {
     hub_connection: Arc<HubConnection>,
     caller: Arc<Caller>,
     protocol: Protocol,
+    /// Parallel-invocation slots (`maximum_parallel_invocations_per_client`).
+    slots: Arc<Semaphore>,
+    streams: Arc<ActiveStreams>,
+    /// Cancelled when the connection ends: the parent of every invocation's cancellation.
+    lifetime: CancellationToken,
 }
 
 pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut inbound: Inbound) {
@@ -110,11 +121,16 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         connection.clone(),
     ));
     let session = Session {
+        slots: Arc::new(Semaphore::new(
+            options.maximum_parallel_invocations_per_client,
+        )),
         hub,
         connection,
         hub_connection,
         caller,
         protocol,
+        streams: Arc::new(ActiveStreams::default()),
+        lifetime: CancellationToken::new(),
     };
     let reader = MessageReader::with_buffer(protocol, options.max_message_size(), rest);
     let reason = session.connected(reader, &mut inbound).await;
@@ -225,17 +241,12 @@ impl Session {
 
     async fn receive_loop(&self, reader: &mut MessageReader, inbound: &mut Inbound) -> CloseReason {
         let options = &self.hub.shared.options;
-        let slots = Arc::new(Semaphore::new(
-            options.maximum_parallel_invocations_per_client,
-        ));
         let mut client_pinged = false;
         loop {
             loop {
                 match reader.next_message() {
                     Ok(Some(message)) => {
-                        if let Some(reason) =
-                            self.dispatch(message, &slots, &mut client_pinged).await
-                        {
+                        if let Some(reason) = self.dispatch(message, &mut client_pinged).await {
                             return reason;
                         }
                     }
@@ -247,9 +258,7 @@ impl Session {
                 .then_some(options.client_timeout_interval);
             tokio::select! {
                 biased;
-                _ = self.connection.abort.cancelled() => {
-                    return self.connection.close_reason().unwrap_or(CloseReason::ServerShutdown);
-                }
+                _ = self.connection.abort.cancelled() => return self.aborted(),
                 read = with_timeout(timeout, inbound.next(&self.connection)) => match read {
                     None => return CloseReason::ClientTimeout,
                     Some(Ok((chunk, _))) => reader.push(&chunk),
@@ -259,58 +268,66 @@ impl Session {
         }
     }
 
+    fn aborted(&self) -> CloseReason {
+        self.connection
+            .close_reason()
+            .unwrap_or(CloseReason::ServerShutdown)
+    }
+
     /// Handles one message; `Some` ends the connection.
-    async fn dispatch(
-        &self,
-        message: HubMessage,
-        slots: &Arc<Semaphore>,
-        client_pinged: &mut bool,
-    ) -> Option<CloseReason> {
+    async fn dispatch(&self, message: HubMessage, client_pinged: &mut bool) -> Option<CloseReason> {
         match message {
-            HubMessage::Invocation(invocation) => return self.invoke(invocation, slots).await,
-            HubMessage::StreamInvocation(invocation) => {
-                let target = invocation.target;
-                let shared = &self.hub.shared;
-                let known = self
-                    .hub
-                    .app
-                    .bind(
-                        self.caller.clone(),
-                        shared,
-                        &target,
-                        &Arguments::default(),
-                        self.protocol,
-                        shared.options.json_naming_policy,
-                    )
-                    .is_some();
-                let text = if known {
-                    error::not_streaming(&target)
-                } else {
-                    error::unknown_method(&target)
-                };
-                if let Some(id) = invocation.invocation_id {
-                    self.complete(id, Outcome::Error(text));
+            HubMessage::Invocation(invocation) => return self.invoke(invocation, false).await,
+            HubMessage::StreamInvocation(invocation) => return self.invoke(invocation, true).await,
+            HubMessage::StreamItem(item) => {
+                return self.upload_item(&item.invocation_id, Ok(item.item)).await;
+            }
+            HubMessage::Completion(completion) => {
+                let id = completion.invocation_id;
+                if let Some(sender) = self.streams.upload(&id) {
+                    // The end of an upload stream; an error reaches the method as a HubException.
+                    if let Outcome::Error(error) = completion.outcome {
+                        let _ = sender.send(Err(error)).await;
+                    }
+                    self.streams.end_upload(&id);
+                } else if !self.hub_connection.complete_result(&id, completion.outcome) {
+                    tracing::debug!(connection_id = %self.connection.id, "completion for an unknown invocation ignored");
                 }
+            }
+            HubMessage::CancelInvocation(cancel) => {
+                self.streams.cancel(&cancel.invocation_id);
             }
             HubMessage::Ping => *client_pinged = true,
             HubMessage::Close(close) => {
                 tracing::debug!(connection_id = %self.connection.id, error = ?close.error, "client sent Close");
                 return Some(CloseReason::ClientClosed);
             }
-            HubMessage::StreamItem(_)
-            | HubMessage::Completion(_)
-            | HubMessage::CancelInvocation(_)
-            | HubMessage::Ack(_)
-            | HubMessage::Sequence(_) => {
-                tracing::trace!(connection_id = %self.connection.id, "ignoring a message with no pending invocation");
+            HubMessage::Ack(_) | HubMessage::Sequence(_) => {
+                tracing::trace!(connection_id = %self.connection.id, "stateful reconnect is not enabled: ignored");
             }
         }
         None
     }
 
-    async fn invoke(&self, invocation: Invocation, slots: &Arc<Semaphore>) -> Option<CloseReason> {
+    /// Feeds an upload stream, waiting while its buffer is full (which pauses this receive loop).
+    async fn upload_item(&self, id: &str, item: UploadItem) -> Option<CloseReason> {
+        let sender = self.streams.upload(id)?;
+        tokio::select! {
+            _ = self.connection.abort.cancelled() => return Some(self.aborted()),
+            sent = sender.send(item) => {
+                if sent.is_err() {
+                    // The method stopped reading: later items are dropped.
+                    self.streams.end_upload(id);
+                }
+            }
+        }
+        None
+    }
+
+    async fn invoke(&self, invocation: Invocation, streaming_call: bool) -> Option<CloseReason> {
         let shared = &self.hub.shared;
         let options = &shared.options;
+        let detailed = options.enable_detailed_errors;
         let Invocation {
             invocation_id,
             target,
@@ -323,80 +340,123 @@ impl Session {
                 self.complete(id.clone(), Outcome::Error(text));
             }
         };
-        if !stream_ids.is_empty() {
-            let error = HubError::new(format!(
-                "Client sent {} stream(s), Hub method expects 0.",
-                stream_ids.len()
-            ));
-            fail(error::invocation_failed(
+        match self.hub.app.is_streaming(&target) {
+            None => {
+                fail(error::unknown_method(&target));
+                return None;
+            }
+            Some(true) if !streaming_call => {
+                fail(error::streaming_needs_stream_invocation(&target));
+                return None;
+            }
+            Some(false) if streaming_call => {
+                fail(error::not_streaming(&target));
+                return None;
+            }
+            Some(_) => {}
+        }
+        if let Some(id) = invocation_id.as_deref().filter(|_| streaming_call)
+            && self.streams.in_use(id)
+        {
+            fail(error::binding_failed(
                 &target,
-                &error,
-                options.enable_detailed_errors,
+                &BindingError::IdInUse(id.to_owned()),
+                detailed,
             ));
             return None;
         }
-        let bound = self.hub.app.bind(
-            self.caller.clone(),
-            shared,
-            &target,
-            &arguments,
-            self.protocol,
-            options.json_naming_policy,
+        let scope = Arc::new(InvocationScope::new(
+            self.lifetime.child_token(),
+            Some(self.slots.clone()),
+        ));
+        let in_use = |id: &str| self.streams.in_use(id);
+        let mut binder = Binder::new(
+            &arguments.0,
+            &stream_ids,
+            &in_use,
+            options.stream_buffer_capacity,
         );
-        let call = match bound {
+        let bound = self.hub.app.bind(BindRequest {
+            caller: self.caller.clone(),
+            shared,
+            target: &target,
+            binder: &mut binder,
+            protocol: self.protocol,
+            naming: options.json_naming_policy,
+            scope: scope.clone(),
+        });
+        let bound = match bound {
             None => {
                 fail(error::unknown_method(&target));
                 return None;
             }
             Some(Err(binding)) => {
-                fail(error::binding_failed(
-                    &target,
-                    &binding,
-                    options.enable_detailed_errors,
-                ));
+                fail(error::binding_failed(&target, &binding, detailed));
                 return None;
             }
-            Some(Ok(call)) => call,
+            Some(Ok(bound)) => bound,
         };
-        let slot = tokio::select! {
-            _ = self.connection.abort.cancelled() => {
-                return Some(self.connection.close_reason().unwrap_or(CloseReason::ServerShutdown));
+        self.streams.add_uploads(binder.into_opened());
+        match bound {
+            // Streams take no invocation slot.
+            Bound::Stream(stream) => {
+                // A StreamInvocation always has an id (the codec requires it).
+                let id = invocation_id?;
+                self.streams.start_server(id.clone(), scope.cancel.clone());
+                tokio::spawn(streams::forward(
+                    stream,
+                    self.sink(),
+                    self.streams.clone(),
+                    id,
+                    target,
+                    scope.cancel.clone(),
+                ));
             }
-            slot = slots.clone().acquire_owned() => slot.ok()?,
-        };
-        let hub_connection = self.hub_connection.clone();
-        let protocol = self.protocol;
-        let detailed = options.enable_detailed_errors;
-        let naming = options.json_naming_policy;
-        tokio::spawn(async move {
-            let result = AssertUnwindSafe(call)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(HubError::internal(
-                        "PanicException",
-                        "the hub method panicked",
-                    ))
+            Bound::Call(call) => {
+                let slot = tokio::select! {
+                    _ = self.connection.abort.cancelled() => return Some(self.aborted()),
+                    slot = self.slots.clone().acquire_owned() => slot.ok()?,
+                };
+                scope.hold(slot);
+                let sink = self.sink();
+                tokio::spawn(async move {
+                    let result = AssertUnwindSafe(call)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(HubError::internal(
+                                "PanicException",
+                                "the hub method panicked",
+                            ))
+                        });
+                    scope.release();
+                    let Some(id) = invocation_id else { return };
+                    let outcome = match result {
+                        Ok(value) => Outcome::Result(value),
+                        Err(error) => {
+                            Outcome::Error(error::invocation_failed(&target, &error, sink.detailed))
+                        }
+                    };
+                    sink.complete(id, outcome);
                 });
-            drop(slot);
-            let Some(id) = invocation_id else { return };
-            let outcome = match result {
-                Ok(value) => Outcome::Result(value),
-                Err(error) => Outcome::Error(error::invocation_failed(&target, &error, detailed)),
-            };
-            if let Some(bytes) = completion(protocol, naming, id, outcome) {
-                hub_connection.push(bytes);
             }
-        });
+        }
         None
+    }
+
+    fn sink(&self) -> StreamSink {
+        let options = &self.hub.shared.options;
+        StreamSink {
+            connection: self.hub_connection.clone(),
+            protocol: self.protocol,
+            naming: options.json_naming_policy,
+            detailed: options.enable_detailed_errors,
+        }
     }
 
     /// Queues a Completion for the caller.
     fn complete(&self, invocation_id: String, outcome: Outcome) {
-        let naming = self.hub.shared.options.json_naming_policy;
-        if let Some(bytes) = completion(self.protocol, naming, invocation_id, outcome) {
-            self.hub_connection.push(bytes);
-        }
+        self.sink().complete(invocation_id, outcome);
     }
 
     /// Sends the Close, runs `on_disconnected` and leaves the registry.
@@ -412,6 +472,9 @@ impl Session {
         self.connection
             .outbound
             .finish(bytes, reason == CloseReason::SlowConsumer);
+        self.lifetime.cancel();
+        self.streams.close_all();
+        self.hub_connection.abandon_results();
         let error = close.and_then(|c| c.error);
         let _ = AssertUnwindSafe(
             self.hub
@@ -431,26 +494,6 @@ impl Session {
         }
         self.unsubscribe(Interest::Connection(self.connection.id.clone()))
             .await;
-    }
-}
-
-fn completion(
-    protocol: Protocol,
-    naming: hubcast_protocol::NamingPolicy,
-    invocation_id: String,
-    outcome: Outcome,
-) -> Option<Bytes> {
-    let message: HubMessage<Arguments, RawValue> = HubMessage::Completion(Completion {
-        headers: Headers::new(),
-        invocation_id,
-        outcome,
-    });
-    match encode_message(protocol, &message, naming) {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            tracing::warn!(%error, "failed to encode a completion");
-            None
-        }
     }
 }
 

@@ -1,0 +1,198 @@
+//! The streams of one connection: server-to-client streams in flight (cancellable by id) and
+//! client-to-server upload streams being fed (by stream id), plus the task that forwards a hub
+//! method's stream to its client.
+//!
+//! A stream item waits for room in the client's outbound queue instead of failing, so a fast producer
+//! slows down to the client's pace rather than getting the client closed as a slow consumer.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{FutureExt, StreamExt};
+use hubcast_protocol::{
+    Arguments, Headers, HubMessage, NamingPolicy, Outcome, Protocol, RawValue, StreamItem,
+    encode_message,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{self, HubError};
+use super::handler::BoundStream;
+use super::params::UploadItem;
+use super::registry::HubConnection;
+
+/// Open streams of a connection, by id.
+#[derive(Default)]
+pub(crate) struct ActiveStreams {
+    server: Mutex<HashMap<String, CancellationToken>>,
+    uploads: Mutex<HashMap<String, mpsc::Sender<UploadItem>>>,
+}
+
+impl ActiveStreams {
+    fn server(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.server.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<UploadItem>>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `id` names an open stream of either direction.
+    pub(crate) fn in_use(&self, id: &str) -> bool {
+        self.server().contains_key(id) || self.uploads().contains_key(id)
+    }
+
+    /// Registers a server stream.
+    pub(crate) fn start_server(&self, id: String, cancel: CancellationToken) {
+        self.server().insert(id, cancel);
+    }
+
+    fn end_server(&self, id: &str) {
+        self.server().remove(id);
+    }
+
+    /// Cancels a server stream (CancelInvocation); false when none has that id.
+    pub(crate) fn cancel(&self, id: &str) -> bool {
+        match self.server().remove(id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers upload streams a binding opened.
+    pub(crate) fn add_uploads(&self, opened: Vec<(String, mpsc::Sender<UploadItem>)>) {
+        self.uploads().extend(opened);
+    }
+
+    /// The sender feeding upload stream `id`.
+    pub(crate) fn upload(&self, id: &str) -> Option<mpsc::Sender<UploadItem>> {
+        self.uploads().get(id).cloned()
+    }
+
+    /// Ends upload stream `id` (the client completed it, or its method stopped reading); false when none.
+    pub(crate) fn end_upload(&self, id: &str) -> bool {
+        self.uploads().remove(id).is_some()
+    }
+
+    /// Ends everything (the connection closed): uploads end, server streams are cancelled.
+    pub(crate) fn close_all(&self) {
+        self.uploads().clear();
+        for (_, token) in self.server().drain() {
+            token.cancel();
+        }
+    }
+}
+
+/// Where a stream's messages go.
+pub(crate) struct StreamSink {
+    pub(crate) connection: Arc<HubConnection>,
+    pub(crate) protocol: Protocol,
+    pub(crate) naming: NamingPolicy,
+    pub(crate) detailed: bool,
+}
+
+impl StreamSink {
+    fn encode(&self, message: &HubMessage<Arguments, RawValue>) -> Option<bytes::Bytes> {
+        encode_message(self.protocol, message, self.naming)
+            .inspect_err(|error| tracing::warn!(%error, "failed to encode a stream message"))
+            .ok()
+    }
+
+    /// Queues the final Completion of a stream.
+    pub(crate) fn complete(&self, invocation_id: String, outcome: Outcome) {
+        let message = HubMessage::Completion(hubcast_protocol::Completion {
+            headers: Headers::new(),
+            invocation_id,
+            outcome,
+        });
+        if let Some(bytes) = self.encode(&message) {
+            self.connection.push(bytes);
+        }
+    }
+}
+
+/// Runs a bound streaming call: each item becomes a StreamItem, then one Completion (with an error if
+/// the method or the stream failed; none when the client cancelled).
+pub(crate) async fn forward(
+    bound: BoundStream,
+    sink: StreamSink,
+    streams: Arc<ActiveStreams>,
+    invocation_id: String,
+    target: String,
+    cancel: CancellationToken,
+) {
+    let outcome = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Outcome::Void,
+        outcome = produce(bound, &sink, &invocation_id, &target, &cancel) => outcome,
+    };
+    streams.end_server(&invocation_id);
+    sink.complete(invocation_id, outcome);
+}
+
+async fn produce(
+    bound: BoundStream,
+    sink: &StreamSink,
+    invocation_id: &str,
+    target: &str,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started = AssertUnwindSafe(bound)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(HubError::internal(
+                "PanicException",
+                "the hub method panicked",
+            ))
+        });
+    let mut items = match started {
+        Ok(items) => items,
+        Err(error) => {
+            return Outcome::Error(error::invocation_failed(target, &error, sink.detailed));
+        }
+    };
+    loop {
+        let next = AssertUnwindSafe(items.next())
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Some(Err(HubError::internal(
+                    "PanicException",
+                    "the stream panicked",
+                )))
+            });
+        let item = match next {
+            None => return Outcome::Void,
+            Some(Err(error)) => return Outcome::Error(error::stream_failed(&error, sink.detailed)),
+            Some(Ok(item)) => item,
+        };
+        let message = HubMessage::StreamItem(StreamItem {
+            headers: Headers::new(),
+            invocation_id: invocation_id.to_owned(),
+            item,
+        });
+        let Some(bytes) = sink.encode(&message) else {
+            return Outcome::Error(error::stream_failed(
+                &HubError::internal("SerializationException", "an item could not be encoded"),
+                sink.detailed,
+            ));
+        };
+        if sink
+            .connection
+            .connection
+            .outbound
+            .push_wait(bytes)
+            .await
+            .is_err()
+        {
+            // The connection is closing; nobody will read the rest.
+            cancel.cancel();
+            return Outcome::Void;
+        }
+    }
+}
