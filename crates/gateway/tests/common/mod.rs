@@ -17,6 +17,7 @@ use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
 use http_body_util::{BodyExt, Empty, Full};
 use hubcast_backplane::MemoryBackplane;
+use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{Context, EchoHandler, Gateway, GatewayBuilder, Hub, HubError, HubOptions};
 use hubcast_protocol::{HubMessage, MessageReader, Protocol};
 use hyper::upgrade::Upgraded;
@@ -37,12 +38,24 @@ impl Drop for TestServer {
 }
 
 #[derive(Default)]
-pub struct State;
+pub struct State {
+    /// Server streams of `Forever` currently running (decremented when one is dropped).
+    pub forever: Arc<std::sync::atomic::AtomicUsize>,
+}
 type Ctx = Context<State>;
+
+/// Decrements the `Forever` counter when its stream is dropped.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// The test hub: echo, add, a slow method, broadcasts and groups.
 pub fn test_hub() -> Hub<State> {
-    Hub::builder("test", State)
+    Hub::builder("test", State::default())
         .method("Echo", |_: Ctx, s: String| async move { Ok(s) })
         .method("Add", |_: Ctx, a: i64, b: i64| async move { Ok(a + b) })
         .method("Void", |_: Ctx| async move { Ok(()) })
@@ -89,6 +102,47 @@ pub fn test_hub() -> Hub<State> {
                 }
             }
             Ok(())
+        })
+        .stream("Counter", |_: Ctx, n: usize, size: usize| async move {
+            let payload = "x".repeat(size);
+            Ok(futures_util::stream::iter(
+                (0..n).map(move |i| Ok::<_, HubError>((i, payload.clone()))),
+            ))
+        })
+        .stream("Forever", |ctx: Ctx| async move {
+            let running = ctx.state().forever.clone();
+            running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let guard = Running(running);
+            Ok(futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((Ok::<_, HubError>(1), guard))
+            }))
+        })
+        .method("ForeverCount", |ctx: Ctx| async move {
+            Ok(ctx
+                .state()
+                .forever
+                .load(std::sync::atomic::Ordering::SeqCst))
+        })
+        .method(
+            "Sum",
+            |_: Ctx, mut values: ClientStream<i64>, delay_ms: u64| async move {
+                let mut sum = 0;
+                while let Some(value) = values.recv().await {
+                    sum += value?;
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                Ok(sum)
+            },
+        )
+        .method("AskCaller", |ctx: Ctx| async move {
+            let n: i64 = ctx
+                .clients()
+                .caller()
+                .invoke("GetNumber", &[(); 0])
+                .await
+                .map_err(|e| HubError::new(e.to_string()))?;
+            Ok(n * 2)
         })
         .build()
 }
