@@ -31,7 +31,7 @@ pub struct HubOptions {
     /// Send exception details to clients. Default false.
     pub enable_detailed_errors: bool,
     /// Hub protocols offered. Default `["json", "messagepack"]`.
-    #[serde(serialize_with = "protocols_out", deserialize_with = "protocols_in")]
+    #[serde(with = "names")]
     pub supported_protocols: Vec<Protocol>,
     /// JSON property names of typed payloads: `camel-case` (the .NET default) or `as-declared`.
     pub json_naming_policy: NamingPolicy,
@@ -40,7 +40,7 @@ pub struct HubOptions {
     /// Bytes of unacknowledged messages buffered for stateful reconnect. Default 100000.
     pub stateful_reconnect_buffer_size: usize,
     /// Transports offered, in order of preference. Default all three.
-    #[serde(serialize_with = "transports_out", deserialize_with = "transports_in")]
+    #[serde(with = "names")]
     pub transports: Vec<Transport>,
     /// Bytes received from a client and not yet parsed before the server stops reading (backpressure).
     /// Default 65536.
@@ -145,40 +145,56 @@ impl HubOptions {
     }
 }
 
-fn protocols_out<S: Serializer>(value: &[Protocol], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(value.iter().map(|p| p.name()))
+/// Option values written by name: protocols and transports.
+trait Named: Sized + Copy {
+    const EXPECTED: &'static str;
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
 }
 
-fn protocols_in<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Protocol>, D::Error> {
-    let names = Vec::<String>::deserialize(d)?;
-    names
-        .iter()
-        .map(|name| {
-            Protocol::from_name(name).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown protocol '{name}' (expected json or messagepack)"
-                ))
+impl Named for Protocol {
+    const EXPECTED: &'static str = "json or messagepack";
+    fn name(self) -> &'static str {
+        Protocol::name(self)
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        Protocol::from_name(name)
+    }
+}
+
+impl Named for Transport {
+    const EXPECTED: &'static str = "WebSockets, ServerSentEvents or LongPolling";
+    fn name(self) -> &'static str {
+        Transport::name(self)
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        Transport::from_name(name)
+    }
+}
+
+/// `#[serde(with = "names")]`: a list of [`Named`] values as their names.
+mod names {
+    use super::{Deserialize, Deserializer, Named, Serializer};
+
+    pub(super) fn serialize<T: Named, S: Serializer>(value: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(value.iter().map(|v| v.name()))
+    }
+
+    pub(super) fn deserialize<'de, T: Named, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|name| {
+                T::from_name(name).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown value '{name}' (expected {})",
+                        T::EXPECTED
+                    ))
+                })
             })
-        })
-        .collect()
-}
-
-fn transports_out<S: Serializer>(value: &[Transport], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(value.iter().map(|t| t.name()))
-}
-
-fn transports_in<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Transport>, D::Error> {
-    let names = Vec::<String>::deserialize(d)?;
-    names
-        .iter()
-        .map(|name| {
-            Transport::from_name(name).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "unknown transport '{name}' (expected WebSockets, ServerSentEvents or LongPolling)"
-                ))
-            })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -208,7 +224,7 @@ mod tests {
         assert!(
             bad.unwrap_err()
                 .to_string()
-                .contains("unknown transport 'carrier-pigeon'")
+                .contains("unknown value 'carrier-pigeon'")
         );
         let typo = serde_json::from_str::<HubOptions>(r#"{"keep_alive":"5s"}"#);
         assert!(typo.is_err());

@@ -10,30 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hubcast_gateway::HubOptions;
-use hubcast_protocol::{Close, Completion, HubMessage, Invocation, Outcome, Protocol};
-
-fn completion(message: Option<HubMessage>) -> (String, Outcome) {
-    match message {
-        Some(HubMessage::Completion(Completion {
-            invocation_id,
-            outcome,
-            ..
-        })) => (invocation_id, outcome),
-        other => panic!("expected a completion, got {other:?}"),
-    }
-}
+use hubcast_protocol::{Close, HubMessage, Invocation, Outcome, Protocol};
 
 fn result_json(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Result(raw) => String::from_utf8(raw.as_bytes().to_vec()).unwrap(),
         other => panic!("expected a result, got {other:?}"),
-    }
-}
-
-fn error_text(outcome: Outcome) -> String {
-    match outcome {
-        Outcome::Error(text) => text,
-        other => panic!("expected an error, got {other:?}"),
     }
 }
 

@@ -10,25 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use hubcast_gateway::HubOptions;
-use hubcast_protocol::{Completion, HubMessage, Outcome, Protocol};
-
-fn completion(message: Option<HubMessage>) -> (String, Outcome) {
-    match message {
-        Some(HubMessage::Completion(Completion {
-            invocation_id,
-            outcome,
-            ..
-        })) => (invocation_id, outcome),
-        other => panic!("expected a completion, got {other:?}"),
-    }
-}
-
-fn result<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {
-    match outcome {
-        Outcome::Result(raw) => raw.deserialize().unwrap(),
-        other => panic!("expected a result, got {other:?}"),
-    }
-}
+use hubcast_protocol::{HubMessage, Outcome, Protocol};
 
 #[tokio::test]
 async fn server_stream_items_then_completion() {

@@ -72,6 +72,24 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for HubError {
     }
 }
 
+/// Runs hub code, turning a panic into an internal error (`what` names what panicked), so that a bug
+/// in one method fails that call instead of the connection.
+pub(crate) async fn catch_panic<T>(
+    future: impl std::future::Future<Output = Result<T, HubError>>,
+    what: &'static str,
+) -> Result<T, HubError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(HubError::internal(
+                "PanicException",
+                format!("{what} panicked"),
+            ))
+        })
+}
+
 /// `<prefix>` or `<prefix> <detail>`.
 fn with_detail(prefix: String, detail: Option<String>) -> String {
     match detail {

@@ -12,12 +12,10 @@
 //! Keep-alive pings are written by the transport's writer when it has been idle for the keep-alive
 //! interval (see `Outbound::next_batch`).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use hubcast_backplane::Interest;
 use hubcast_protocol::handshake::{self, HandshakeError, HandshakeRequest};
 use hubcast_protocol::{
@@ -30,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::BindRequest;
 use super::context::Caller;
 use super::context::InvocationScope;
-use super::error::{self, BindingError, HubError};
+use super::error::{self, BindingError};
 use super::handler::Bound;
 use super::params::{Binder, UploadItem};
 use super::registry::HubConnection;
@@ -197,15 +195,11 @@ impl Session {
         }
         self.subscribe(Interest::Connection(self.connection.id.clone()))
             .await;
-        let connected = AssertUnwindSafe(self.hub.app.on_connected(self.caller.clone(), shared))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(HubError::internal(
-                    "PanicException",
-                    "on_connected panicked",
-                ))
-            });
+        let connected = error::catch_panic(
+            self.hub.app.on_connected(self.caller.clone(), shared),
+            "on_connected",
+        )
+        .await;
         if let Err(error) = connected {
             let detailed = shared.options.enable_detailed_errors;
             let detail = error.detail(detailed).unwrap_or_default();
@@ -216,26 +210,23 @@ impl Session {
     }
 
     async fn subscribe(&self, interest: Interest) {
-        if let Err(error) = self
-            .hub
-            .shared
-            .backplane
-            .subscribe(&self.hub.shared.name, interest)
-            .await
-        {
-            tracing::warn!(%error, "backplane subscribe failed");
-        }
+        self.interest(interest, true).await;
     }
 
     async fn unsubscribe(&self, interest: Interest) {
-        if let Err(error) = self
-            .hub
-            .shared
-            .backplane
-            .unsubscribe(&self.hub.shared.name, interest)
-            .await
-        {
-            tracing::warn!(%error, "backplane unsubscribe failed");
+        self.interest(interest, false).await;
+    }
+
+    /// Tells the backplane this node now holds (or no longer holds) a member of `interest`.
+    async fn interest(&self, interest: Interest, subscribe: bool) {
+        let shared = &self.hub.shared;
+        let result = if subscribe {
+            shared.backplane.subscribe(&shared.name, interest).await
+        } else {
+            shared.backplane.unsubscribe(&shared.name, interest).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, subscribe, "backplane interest update failed");
         }
     }
 
@@ -420,15 +411,7 @@ impl Session {
                 scope.hold(slot);
                 let sink = self.sink();
                 tokio::spawn(async move {
-                    let result = AssertUnwindSafe(call)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(HubError::internal(
-                                "PanicException",
-                                "the hub method panicked",
-                            ))
-                        });
+                    let result = error::catch_panic(call, "the hub method").await;
                     scope.release();
                     let Some(id) = invocation_id else { return };
                     let outcome = match result {
@@ -476,13 +459,15 @@ impl Session {
         self.streams.close_all();
         self.hub_connection.abandon_results();
         let error = close.and_then(|c| c.error);
-        let _ = AssertUnwindSafe(
-            self.hub
-                .app
-                .on_disconnected(self.caller.clone(), shared, error),
-        )
-        .catch_unwind()
-        .await;
+        let disconnected = self
+            .hub
+            .app
+            .on_disconnected(self.caller.clone(), shared, error);
+        let run = async move {
+            disconnected.await;
+            Ok(())
+        };
+        let _ = error::catch_panic(run, "on_disconnected").await;
         let removed = shared.registry.remove(&self.connection.id);
         for group in removed.empty_groups {
             self.unsubscribe(Interest::Group(group)).await;

@@ -6,10 +6,9 @@
 //! slows down to the client's pace rather than getting the client closed as a slow consumer.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use hubcast_protocol::{
     Arguments, Headers, HubMessage, NamingPolicy, Outcome, Protocol, RawValue, StreamItem,
     encode_message,
@@ -141,15 +140,7 @@ async fn produce(
     target: &str,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let started = AssertUnwindSafe(bound)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(HubError::internal(
-                "PanicException",
-                "the hub method panicked",
-            ))
-        });
+    let started = error::catch_panic(bound, "the hub method").await;
     let mut items = match started {
         Ok(items) => items,
         Err(error) => {
@@ -157,15 +148,9 @@ async fn produce(
         }
     };
     loop {
-        let next = AssertUnwindSafe(items.next())
-            .catch_unwind()
+        let next = error::catch_panic(async { Ok(items.next().await) }, "the stream")
             .await
-            .unwrap_or_else(|_| {
-                Some(Err(HubError::internal(
-                    "PanicException",
-                    "the stream panicked",
-                )))
-            });
+            .unwrap_or_else(|error| Some(Err(error)));
         let item = match next {
             None => return Outcome::Void,
             Some(Err(error)) => return Outcome::Error(error::stream_failed(&error, sink.detailed)),

@@ -364,3 +364,27 @@ impl HubClient {
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The id and outcome of a Completion (panics on anything else).
+pub fn completion(message: Option<HubMessage>) -> (String, hubcast_protocol::Outcome) {
+    match message {
+        Some(HubMessage::Completion(c)) => (c.invocation_id, c.outcome),
+        other => panic!("expected a completion, got {other:?}"),
+    }
+}
+
+/// A Completion's result, deserialized.
+pub fn result<T: serde::de::DeserializeOwned>(outcome: hubcast_protocol::Outcome) -> T {
+    match outcome {
+        hubcast_protocol::Outcome::Result(raw) => raw.deserialize().unwrap(),
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+/// A Completion's error text.
+pub fn error_text(outcome: hubcast_protocol::Outcome) -> String {
+    match outcome {
+        hubcast_protocol::Outcome::Error(text) => text,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
