@@ -8,6 +8,7 @@
 mod inbound;
 mod manager;
 pub(crate) mod outbound;
+mod replay;
 mod request;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,13 +18,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hubcast_backplane::ConnectionId;
 use hubcast_protocol::Transport;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use inbound::{Inbound, InboundEnd};
+pub(crate) use inbound::{Inbound, InboundEnd, WsRead};
 pub(crate) use manager::ConnectionManager;
 pub use outbound::PushError;
 pub(crate) use outbound::{Batch, Outbound};
+pub(crate) use replay::Replay;
 pub use request::RequestInfo;
 
 use crate::close::CloseReason;
@@ -80,7 +83,22 @@ pub(crate) struct Connection {
     keep_alive: OnceLock<(Bytes, Duration)>,
     /// Signalled when a new long poll supersedes the waiting one.
     pub(crate) poll_changed: Notify,
+    /// Stateful reconnect was negotiated (`useStatefulReconnect`, allowed by the hub).
+    stateful_negotiated: AtomicBool,
+    /// The session runs stateful reconnect: a lost WebSocket may be replaced by the client's next one.
+    resumable: AtomicBool,
+    /// Signalled when the WebSocket is lost or replaced while resumable; `lost_flag` says it really was.
+    pub(crate) lost: Notify,
+    lost_flag: AtomicBool,
+    /// While the session waits for the client to come back, where the new WebSocket goes.
+    resume_slot: Mutex<Option<oneshot::Sender<WebSocket>>>,
+    /// The current WebSocket writer and what stops it.
+    writer: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
 }
+
+/// A server WebSocket after the upgrade.
+pub(crate) type WebSocket =
+    fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 impl Connection {
     pub(crate) fn new(id: ConnectionId, token: Arc<str>, endpoint: Arc<Endpoint>) -> Self {
@@ -101,7 +119,100 @@ impl Connection {
             close_reason: OnceLock::new(),
             keep_alive: OnceLock::new(),
             poll_changed: Notify::new(),
+            stateful_negotiated: AtomicBool::new(false),
+            resumable: AtomicBool::new(false),
+            lost: Notify::new(),
+            lost_flag: AtomicBool::new(false),
+            resume_slot: Mutex::new(None),
+            writer: Mutex::new(None),
         }
+    }
+
+    /// Records that negotiate agreed on stateful reconnect.
+    pub(crate) fn set_stateful_negotiated(&self) {
+        self.stateful_negotiated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether negotiate agreed on stateful reconnect.
+    pub(crate) fn stateful_negotiated(&self) -> bool {
+        self.stateful_negotiated.load(Ordering::Relaxed)
+    }
+
+    /// Turns stateful reconnect on or off for the running session.
+    pub(crate) fn set_resumable(&self, resumable: bool) {
+        self.resumable.store(resumable, Ordering::Relaxed);
+    }
+
+    /// Whether a lost WebSocket may be replaced.
+    pub(crate) fn is_resumable(&self) -> bool {
+        self.resumable.load(Ordering::Relaxed)
+    }
+
+    /// The transport failed (a write error or timeout): a resumable session waits for the client to
+    /// come back; any other ends.
+    pub(crate) fn transport_failed(&self) {
+        if self.is_resumable() {
+            self.socket_lost();
+        } else {
+            self.close_transport_lost();
+        }
+    }
+
+    /// Tells a resumable session its socket is gone (or being replaced).
+    pub(crate) fn socket_lost(&self) {
+        self.lost_flag.store(true, Ordering::SeqCst);
+        self.lost.notify_one();
+    }
+
+    /// Whether the socket was reported lost since the last call.
+    pub(crate) fn take_lost(&self) -> bool {
+        self.lost_flag.swap(false, Ordering::SeqCst)
+    }
+
+    /// Offers the session a place for the client's next WebSocket.
+    pub(crate) fn await_socket(&self, slot: oneshot::Sender<WebSocket>) {
+        *self.resume_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
+    }
+
+    /// Takes the place the session offered, if it is waiting.
+    pub(crate) fn take_socket_slot(&self) -> Option<oneshot::Sender<WebSocket>> {
+        self.resume_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Installs the writer of a new WebSocket, stopping the previous one.
+    pub(crate) fn set_writer(&self, stop: CancellationToken, handle: JoinHandle<()>) {
+        let previous = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace((stop, handle));
+        if let Some((stop, _)) = previous {
+            stop.cancel();
+        }
+    }
+
+    /// Stops the current writer (the socket is gone).
+    pub(crate) fn stop_writer(&self) {
+        if let Some((stop, _)) = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            stop.cancel();
+        }
+    }
+
+    /// Takes the current writer's handle, to wait for its last frames.
+    pub(crate) fn take_writer(&self) -> Option<JoinHandle<()>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|(_, handle)| handle)
     }
 
     /// Asks the application to end for `reason` (the first reason given wins).

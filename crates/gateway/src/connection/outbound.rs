@@ -73,6 +73,21 @@ impl Outbound {
 
     /// Queues `bytes`, or hands them back with the reason it cannot.
     fn offer(&self, bytes: Bytes) -> Result<(), (PushError, Bytes)> {
+        self.offer_with(bytes, |_| {})
+    }
+
+    /// Queues `bytes`. A message larger than the limit is accepted only into an empty queue.
+    pub(crate) fn push(&self, bytes: Bytes) -> Result<(), PushError> {
+        self.offer(bytes).map_err(|(error, _)| error)
+    }
+
+    /// Queues `bytes` if there is room, running `on_queued` under the queue's lock (so that a replay
+    /// buffer numbers messages in exactly the order they are queued).
+    pub(crate) fn offer_with(
+        &self,
+        bytes: Bytes,
+        on_queued: impl FnOnce(&Bytes),
+    ) -> Result<(), (PushError, Bytes)> {
         {
             let mut state = self.lock();
             if state.completed {
@@ -81,6 +96,7 @@ impl Outbound {
             if state.bytes > 0 && state.bytes + bytes.len() > self.limit {
                 return Err((PushError::Full, bytes));
             }
+            on_queued(&bytes);
             state.bytes += bytes.len();
             state.items.push_back(bytes);
         }
@@ -88,21 +104,21 @@ impl Outbound {
         Ok(())
     }
 
-    /// Queues `bytes`. A message larger than the limit is accepted only into an empty queue.
-    pub(crate) fn push(&self, bytes: Bytes) -> Result<(), PushError> {
-        self.offer(bytes).map_err(|(error, _)| error)
-    }
-
     /// Queues `bytes`, waiting for room instead of failing when the queue is full: for producers that
     /// can wait, such as a stream feeding one client, so that a fast stream slows down to the client's
     /// pace instead of getting the client closed.
-    pub(crate) async fn push_wait(&self, mut bytes: Bytes) -> Result<(), PushError> {
+    /// `on_queued` runs as in [`offer_with`](Self::offer_with).
+    pub(crate) async fn push_wait(
+        &self,
+        mut bytes: Bytes,
+        on_queued: impl Fn(&Bytes),
+    ) -> Result<(), PushError> {
         loop {
             let room = self.space.notified();
             tokio::pin!(room);
             // Registered before trying, so a writer taking the queue in between is not missed.
             room.as_mut().enable();
-            match self.offer(bytes) {
+            match self.offer_with(bytes, &on_queued) {
                 Ok(()) => return Ok(()),
                 Err((PushError::Full, back)) => bytes = back,
                 Err((error, _)) => return Err(error),
@@ -131,6 +147,18 @@ impl Outbound {
         }
         self.notify.notify_one();
         self.space.notify_waiters();
+    }
+
+    /// Replaces whatever is queued with `items`, whatever the limit (a stateful reconnect's Sequence and
+    /// replayed messages; bounded by the replay buffer).
+    pub(crate) fn reset_with(&self, items: Vec<Bytes>) {
+        {
+            let mut state = self.lock();
+            state.items = items.into();
+            state.bytes = state.items.iter().map(Bytes::len).sum();
+            state.pong = None;
+        }
+        self.notify.notify_one();
     }
 
     /// Whether [`finish`](Self::finish) was called.

@@ -7,7 +7,7 @@
 mod long_polling;
 mod negotiate;
 mod sse;
-mod websocket;
+pub(crate) mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

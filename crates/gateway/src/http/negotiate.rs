@@ -29,13 +29,19 @@ pub(super) fn negotiate<B>(
                 tracing::error!(%error, "cannot create a connection id");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
-            Ok(connection) => NegotiateResponse::connection(
-                version,
-                connection.id.to_string(),
-                connection.token.to_string(),
-                options.transports.iter().copied(),
-                options.allow_stateful_reconnects && asked.use_stateful_reconnect,
-            ),
+            Ok(connection) => {
+                let stateful = options.allow_stateful_reconnects && asked.use_stateful_reconnect;
+                if stateful {
+                    connection.set_stateful_negotiated();
+                }
+                NegotiateResponse::connection(
+                    version,
+                    connection.id.to_string(),
+                    connection.token.to_string(),
+                    options.transports.iter().copied(),
+                    stateful,
+                )
+            }
         },
     };
     let mut response = bytes(StatusCode::OK, "application/json", body.to_json().into());

@@ -14,10 +14,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
+use tokio_util::sync::CancellationToken;
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
-use crate::connection::{Batch, Connection, Inbound, RequestInfo};
+use crate::connection::{Batch, Connection, Inbound, RequestInfo, WsRead};
 use crate::endpoint::{Endpoint, run_application};
 
 type WsWrite = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
@@ -48,7 +49,14 @@ pub(super) fn upgrade(
     };
     let (response, upgraded) =
         fastwebsockets::upgrade::upgrade(&mut request).map_err(|_| Refusal::BadUpgrade)?;
-    attach(&connection, Transport::WebSockets)?;
+    if let Err(refusal) = attach(&connection, Transport::WebSockets) {
+        // A client coming back after a dropped socket (stateful reconnect): no negotiate, no handshake.
+        if refusal == Refusal::SameTransportActive && connection.is_resumable() {
+            tokio::spawn(hand_over(connection, upgraded));
+            return Ok(response.map(|body| body.map_err(|never| match never {}).boxed_unsync()));
+        }
+        return Err(refusal);
+    }
     let (parts, _) = request.into_parts();
     connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
     let manager = inner.manager.clone();
@@ -65,21 +73,55 @@ pub(super) fn upgrade(
     Ok(response.map(|body| body.map_err(|never| match never {}).boxed_unsync()))
 }
 
-async fn run(connection: Arc<Connection>, mut ws: WebSocket<TokioIo<Upgraded>>) {
+async fn run(connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
+    let read = start(&connection, ws);
+    run_application(connection.clone(), Inbound::WebSocket(read)).await;
+    // Let the writer send what the application queued last (its Close, the close frame).
+    if let Some(writer) = connection.take_writer() {
+        let _ = writer.await;
+    }
+}
+
+/// Sets a new socket up for a connection: starts its writer (replacing any previous one) and returns
+/// its read half for the application.
+pub(crate) fn start(
+    connection: &Arc<Connection>,
+    mut ws: WebSocket<TokioIo<Upgraded>>,
+) -> Box<WsRead> {
     ws.set_auto_close(false);
     ws.set_auto_pong(true);
     ws.set_max_message_size(MAX_FRAME);
     let (read, write) = ws.split(tokio::io::split);
-    let writer = tokio::spawn(write_loop(connection.clone(), write));
-    run_application(connection.clone(), Inbound::WebSocket(Box::new(read))).await;
-    let _ = writer.await;
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(connection.clone(), write, stop.clone()));
+    connection.set_writer(stop, writer);
+    Box::new(read)
 }
 
-async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
+/// Gives a reconnecting client's socket to the session waiting for it.
+async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrade::UpgradeFut) {
+    let Ok(ws) = upgraded.await else { return };
+    // The session may not have noticed the old socket is gone yet.
+    connection.socket_lost();
+    for _ in 0..200 {
+        if let Some(slot) = connection.take_socket_slot() {
+            let _ = slot.send(ws);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::debug!(connection_id = %connection.id, "no session took the reconnecting socket");
+}
+
+async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite, stop: CancellationToken) {
     let send_timeout = connection.endpoint.options.transport_send_timeout;
     loop {
         let period = connection.keep_alive().map(|(_, period)| *period);
-        let batch = connection.outbound.next_batch(period).await;
+        let batch = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            batch = connection.outbound.next_batch(period) => batch,
+        };
         let step =
             tokio::time::timeout(send_timeout, write_batch(&connection, &mut ws, batch)).await;
         match step {
@@ -87,12 +129,16 @@ async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
             Ok(Ok(false)) => break,
             Ok(Err(error)) => {
                 tracing::debug!(connection_id = %connection.id, %error, "WebSocket write failed");
-                connection.close_transport_lost();
+                if !stop.is_cancelled() {
+                    connection.transport_failed();
+                }
                 break;
             }
             Err(_) => {
                 tracing::debug!(connection_id = %connection.id, "WebSocket write timed out");
-                connection.close_transport_lost();
+                if !stop.is_cancelled() {
+                    connection.transport_failed();
+                }
                 break;
             }
         }

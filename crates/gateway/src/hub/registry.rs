@@ -16,7 +16,7 @@ use hubcast_protocol::{Outcome, Protocol};
 use tokio::sync::oneshot;
 
 use crate::close::CloseReason;
-use crate::connection::{Connection, PushError};
+use crate::connection::{Connection, PushError, Replay};
 
 /// One hub connection as the registry holds it.
 pub(crate) struct HubConnection {
@@ -27,6 +27,8 @@ pub(crate) struct HubConnection {
     groups: Mutex<HashSet<GroupName>>,
     /// Client results awaited from this connection, by server-generated invocation id.
     results: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// Sent messages kept for stateful reconnect, when it is on for this connection.
+    replay: Option<Mutex<Replay>>,
 }
 
 impl HubConnection {
@@ -35,6 +37,7 @@ impl HubConnection {
         user: Option<UserId>,
         protocol: Protocol,
         connection: Arc<Connection>,
+        replay: Option<Replay>,
     ) -> Self {
         Self {
             id,
@@ -43,7 +46,54 @@ impl HubConnection {
             connection,
             groups: Mutex::new(HashSet::new()),
             results: Mutex::new(HashMap::new()),
+            replay: replay.map(Mutex::new),
         }
+    }
+
+    fn replay(&self) -> Option<std::sync::MutexGuard<'_, Replay>> {
+        self.replay
+            .as_ref()
+            .map(|replay| replay.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records a queued sequenced message for stateful reconnect.
+    fn record(&self, bytes: &bytes::Bytes) {
+        if let Some(mut replay) = self.replay() {
+            replay.record(bytes);
+        }
+    }
+
+    /// Queues a sequenced message, waiting for room (streams): the client sets the pace.
+    pub(crate) async fn push_wait(&self, bytes: bytes::Bytes) -> Result<(), PushError> {
+        self.connection
+            .outbound
+            .push_wait(bytes, |queued| self.record(queued))
+            .await
+    }
+
+    /// The client acknowledged every message up to `id`.
+    pub(crate) fn acknowledge(&self, id: i64) {
+        if let Some(mut replay) = self.replay() {
+            replay.ack(id);
+        }
+    }
+
+    /// After a reconnect: queues `sequence(first unacknowledged id)` then every unacknowledged message,
+    /// in place of whatever was queued for the lost socket. `None` when messages were lost to the
+    /// replay bound and the connection cannot be resumed.
+    pub(crate) fn replay_after_reconnect(
+        &self,
+        sequence: impl FnOnce(i64) -> Option<bytes::Bytes>,
+    ) -> Option<()> {
+        let replay = self.replay()?;
+        if !replay.is_complete() {
+            return None;
+        }
+        let (first, pending) = replay.pending();
+        let mut items = vec![sequence(first)?];
+        items.extend(pending);
+        self.connection.outbound.reset_with(items);
+        Some(())
     }
 
     fn results(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
@@ -78,9 +128,14 @@ impl HubConnection {
         self.results().clear();
     }
 
-    /// Queues framed bytes; a client that cannot keep up is closed.
+    /// Queues a framed sequenced message (Invocation, StreamItem, Completion); a client that cannot keep
+    /// up is closed.
     pub(crate) fn push(&self, bytes: bytes::Bytes) {
-        if let Err(PushError::Full) = self.connection.outbound.push(bytes) {
+        if let Err((PushError::Full, _)) = self
+            .connection
+            .outbound
+            .offer_with(bytes, |queued| self.record(queued))
+        {
             tracing::debug!(connection_id = %self.id, "outbound queue full: closing slow consumer");
             self.connection.close_with(CloseReason::SlowConsumer);
         }

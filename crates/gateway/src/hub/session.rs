@@ -22,7 +22,8 @@ use hubcast_protocol::{
     Arguments, HubMessage, Invocation, MessageReader, Outcome, Protocol, RawValue, Transport,
     encode_message,
 };
-use tokio::sync::Semaphore;
+use std::sync::Mutex;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::BindRequest;
@@ -35,7 +36,7 @@ use super::registry::HubConnection;
 use super::runtime::HubRuntime;
 use super::streams::{self, ActiveStreams, StreamSink};
 use crate::close::CloseReason;
-use crate::connection::{Attachment, Connection, Inbound, InboundEnd, RequestInfo};
+use crate::connection::{Attachment, Connection, Inbound, InboundEnd, Replay, RequestInfo};
 use crate::endpoint::inbound_end_reason;
 
 /// Everything one session needs, borrowed by its steps.
@@ -50,6 +51,19 @@ struct Session {
     streams: Arc<ActiveStreams>,
     /// Cancelled when the connection ends: the parent of every invocation's cancellation.
     lifetime: CancellationToken,
+    /// Stateful reconnect's count of received sequenced messages, when it is on.
+    sequence: Option<Mutex<Received>>,
+}
+
+/// What stateful reconnect tracks of received messages.
+#[derive(Debug, Default)]
+struct Received {
+    /// Sequence id of the last sequenced message received (reset by a Sequence message).
+    current: i64,
+    /// Highest id handled: anything at or below it after a Sequence is a duplicate.
+    processed: i64,
+    /// Highest id acknowledged to the client.
+    acked: i64,
 }
 
 pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut inbound: Inbound) {
@@ -112,11 +126,17 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         transport,
         protocol,
     });
+    // Stateful reconnect: negotiated, asked for with handshake version 2, and over WebSockets.
+    let stateful = transport == Transport::WebSockets
+        && connection.stateful_negotiated()
+        && request.version >= 2;
+    connection.set_resumable(stateful);
     let hub_connection = Arc::new(HubConnection::new(
         connection.id.clone(),
         caller.user.as_ref().map(|u| u.id.clone()),
         protocol,
         connection.clone(),
+        stateful.then(|| Replay::new(options.stateful_reconnect_buffer_size)),
     ));
     let session = Session {
         slots: Arc::new(Semaphore::new(
@@ -129,6 +149,7 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         protocol,
         streams: Arc::new(ActiveStreams::default()),
         lifetime: CancellationToken::new(),
+        sequence: stateful.then(|| Mutex::new(Received::default())),
     };
     let reader = MessageReader::with_buffer(protocol, options.max_message_size(), rest);
     let reason = session.connected(reader, &mut inbound).await;
@@ -233,6 +254,7 @@ impl Session {
     async fn receive_loop(&self, reader: &mut MessageReader, inbound: &mut Inbound) -> CloseReason {
         let options = &self.hub.shared.options;
         let mut client_pinged = false;
+        let mut acks = tokio::time::interval(Duration::from_secs(1));
         loop {
             loop {
                 match reader.next_message() {
@@ -247,16 +269,100 @@ impl Session {
             }
             let timeout = (client_pinged && self.caller.transport != Transport::LongPolling)
                 .then_some(options.client_timeout_interval);
+            let resumable = self.sequence.is_some() && self.connection.is_resumable();
             tokio::select! {
                 biased;
                 _ = self.connection.abort.cancelled() => return self.aborted(),
+                _ = self.connection.lost.notified(), if resumable => {
+                    if self.connection.take_lost() && !self.resume(reader, inbound).await {
+                        return CloseReason::TransportLost;
+                    }
+                }
+                _ = acks.tick(), if resumable => self.send_ack(),
                 read = with_timeout(timeout, inbound.next(&self.connection)) => match read {
                     None => return CloseReason::ClientTimeout,
                     Some(Ok((chunk, _))) => reader.push(&chunk),
+                    Some(Err(InboundEnd::Failed(detail))) if resumable => {
+                        tracing::debug!(connection_id = %self.connection.id, %detail, "socket lost; waiting for a stateful reconnect");
+                        if !self.resume(reader, inbound).await {
+                            return CloseReason::TransportLost;
+                        }
+                    }
                     Some(Err(end)) => return inbound_end_reason(end),
                 },
             }
         }
+    }
+
+    /// Waits (at most the disconnect timeout) for the client's next WebSocket, then replays what it
+    /// has not acknowledged after a `Sequence`. False when it did not come back or cannot be resumed.
+    async fn resume(&self, reader: &mut MessageReader, inbound: &mut Inbound) -> bool {
+        let options = &self.hub.shared.options;
+        self.connection.take_lost();
+        let (slot, socket) = oneshot::channel();
+        self.connection.await_socket(slot);
+        self.connection.stop_writer();
+        let socket = tokio::select! {
+            _ = self.connection.abort.cancelled() => return false,
+            socket = tokio::time::timeout(options.disconnect_timeout, socket) => match socket {
+                Ok(Ok(socket)) => socket,
+                _ => return false,
+            },
+        };
+        let naming = options.json_naming_policy;
+        let replayed = self.hub_connection.replay_after_reconnect(|first| {
+            let message: HubMessage<Arguments, RawValue> = HubMessage::Sequence(first);
+            encode_message(self.protocol, &message, naming).ok()
+        });
+        if replayed.is_none() {
+            tracing::debug!(connection_id = %self.connection.id, "messages were lost to the replay bound: not resuming");
+            return false;
+        }
+        // Bytes of a message cut off by the drop are useless; the client resends whole messages.
+        *reader = MessageReader::new(self.protocol, options.max_message_size());
+        *inbound = Inbound::WebSocket(crate::http::websocket::start(&self.connection, socket));
+        // Whatever the old socket reported while going away is handled.
+        self.connection.take_lost();
+        tracing::debug!(connection_id = %self.connection.id, "resumed after a stateful reconnect");
+        true
+    }
+
+    fn received(&self) -> Option<std::sync::MutexGuard<'_, Received>> {
+        self.sequence
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Acknowledges what was received since the last Ack (every second).
+    fn send_ack(&self) {
+        let Some(mut received) = self.received() else {
+            return;
+        };
+        if received.processed <= received.acked {
+            return;
+        }
+        received.acked = received.processed;
+        let message: HubMessage<Arguments, RawValue> = HubMessage::Ack(received.processed);
+        if let Ok(bytes) = encode_message(
+            self.protocol,
+            &message,
+            self.hub.shared.options.json_naming_policy,
+        ) {
+            let _ = self.connection.outbound.push(bytes);
+        }
+    }
+
+    /// Counts a received sequenced message; false for a duplicate resent after a reconnect.
+    fn first_time(&self) -> bool {
+        let Some(mut received) = self.received() else {
+            return true;
+        };
+        received.current += 1;
+        if received.current <= received.processed {
+            return false;
+        }
+        received.processed = received.current;
+        true
     }
 
     fn aborted(&self) -> CloseReason {
@@ -267,6 +373,9 @@ impl Session {
 
     /// Handles one message; `Some` ends the connection.
     async fn dispatch(&self, message: HubMessage, client_pinged: &mut bool) -> Option<CloseReason> {
+        if message.is_sequenced() && !self.first_time() {
+            return None;
+        }
         match message {
             HubMessage::Invocation(invocation) => return self.invoke(invocation, false).await,
             HubMessage::StreamInvocation(invocation) => return self.invoke(invocation, true).await,
@@ -293,8 +402,16 @@ impl Session {
                 tracing::debug!(connection_id = %self.connection.id, error = ?close.error, "client sent Close");
                 return Some(CloseReason::ClientClosed);
             }
-            HubMessage::Ack(_) | HubMessage::Sequence(_) => {
-                tracing::trace!(connection_id = %self.connection.id, "stateful reconnect is not enabled: ignored");
+            HubMessage::Ack(id) => self.hub_connection.acknowledge(id),
+            HubMessage::Sequence(id) => {
+                if let Some(mut received) = self.received() {
+                    if id > received.processed + 1 {
+                        return Some(CloseReason::ProtocolError(
+                            "Sequence ID greater than amount of messages we've received.".into(),
+                        ));
+                    }
+                    received.current = id - 1;
+                }
             }
         }
         None

@@ -167,14 +167,7 @@ async fn produce(
                 sink.detailed,
             ));
         };
-        if sink
-            .connection
-            .connection
-            .outbound
-            .push_wait(bytes)
-            .await
-            .is_err()
-        {
+        if sink.connection.push_wait(bytes).await.is_err() {
             // The connection is closing; nobody will read the rest.
             cancel.cancel();
             return Outcome::Void;

@@ -279,19 +279,33 @@ pub struct HubClient {
 impl HubClient {
     /// Connects without negotiate and completes the handshake.
     pub async fn connect(addr: SocketAddr, protocol: Protocol) -> Self {
-        let ws = ws_open(addr, "/hub").await.unwrap();
-        let mut client = Self {
-            ws,
+        Self::connect_to(addr, "/hub", protocol, 1).await
+    }
+
+    /// Opens a WebSocket on `path_and_query` without a handshake (a stateful reconnect).
+    pub async fn reopen(addr: SocketAddr, path_and_query: &str, protocol: Protocol) -> Self {
+        Self {
+            ws: ws_open(addr, path_and_query).await.unwrap(),
             reader: MessageReader::new(protocol, None),
             protocol,
             pending: Default::default(),
             close_code: None,
-        };
-        client
-            .send_raw(
-                format!("{{\"protocol\":\"{}\",\"version\":1}}\x1e", protocol.name()).as_bytes(),
-            )
-            .await;
+        }
+    }
+
+    /// Connects to `path_and_query` and completes a handshake of `version`.
+    pub async fn connect_to(
+        addr: SocketAddr,
+        path_and_query: &str,
+        protocol: Protocol,
+        version: i32,
+    ) -> Self {
+        let mut client = Self::reopen(addr, path_and_query, protocol).await;
+        let handshake = format!(
+            "{{\"protocol\":\"{}\",\"version\":{version}}}\x1e",
+            protocol.name()
+        );
+        client.send_raw(handshake.as_bytes()).await;
         let frame = client.ws.read_frame().await.unwrap();
         assert!(
             frame.payload.starts_with(b"{}\x1e"),
