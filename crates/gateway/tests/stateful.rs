@@ -145,3 +145,35 @@ async fn without_stateful_reconnect_a_second_socket_conflicts_and_a_drop_ends_th
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(ws_open(addr, &path).await.err(), Some(404));
 }
+
+#[tokio::test]
+async fn the_replay_buffer_is_bounded_and_an_overflowed_connection_is_not_resumed() {
+    let options = HubOptions {
+        allow_stateful_reconnects: true,
+        stateful_reconnect_buffer_size: 2_000,
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let addr = server.addr;
+    let token = stateful_token(addr).await;
+    let path = format!("/hub?id={token}");
+    let client = HubClient::connect_to(addr, &path, Protocol::Json, 2).await;
+    drop(client);
+    // 50 broadcasts of ~100 bytes while away: more than the 2,000-byte replay buffer holds.
+    let mut other = HubClient::connect(addr, Protocol::Json).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    other
+        .send_json(r#"{"type":1,"invocationId":"f","target":"Flood","arguments":[50,100]}"#)
+        .await;
+    loop {
+        if let Some(HubMessage::Completion(_)) = other.next_non_ping(SECOND * 5).await {
+            break;
+        }
+    }
+    // The client comes back but cannot be resumed: its socket ends without a Sequence, and the
+    // connection is gone.
+    let mut back = HubClient::reopen(addr, &path, Protocol::Json).await;
+    assert_eq!(back.next_non_ping(SECOND * 5).await, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ws_open(addr, &path).await.err(), Some(404));
+}

@@ -269,3 +269,38 @@ async fn disconnecting_ends_open_streams() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_full_upload_buffer_pauses_the_receive_loop() {
+    let server = start(HubOptions {
+        stream_buffer_capacity: 2,
+        ..HubOptions::default()
+    })
+    .await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    // Sum takes 200 ms per item; with room for 2 buffered items, 6 items keep the loop busy for ~600 ms
+    // before it reads the Echo behind them.
+    let mut batch = String::from(
+        "{\"type\":1,\"invocationId\":\"sum\",\"target\":\"Sum\",\"arguments\":[200],\"streamIds\":[\"u\"]}\x1e",
+    );
+    for i in 1..=6 {
+        batch.push_str(&format!(
+            "{{\"type\":2,\"invocationId\":\"u\",\"item\":{i}}}\x1e"
+        ));
+    }
+    batch.push_str(
+        "{\"type\":1,\"invocationId\":\"echo\",\"target\":\"Echo\",\"arguments\":[\"x\"]}\x1e",
+    );
+    let started = std::time::Instant::now();
+    client.send_raw(batch.as_bytes()).await;
+    let (id, _) = completion(client.next_non_ping(SECOND * 5).await);
+    assert_eq!(id, "echo");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    client.send_json(r#"{"type":3,"invocationId":"u"}"#).await;
+    let (id, outcome) = completion(client.next_non_ping(SECOND * 5).await);
+    assert_eq!((id.as_str(), result::<i64>(outcome)), ("sum", 21));
+}

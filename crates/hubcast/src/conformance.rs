@@ -188,6 +188,7 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> (GatewayBuild
     let options = HubOptions {
         enable_detailed_errors: true,
         json_naming_policy: NamingPolicy::AsDeclared,
+        allow_stateful_reconnects: true,
         ..base.clone()
     };
     let no_websockets = HubOptions {

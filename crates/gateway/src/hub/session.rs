@@ -521,11 +521,14 @@ impl Session {
                 ));
             }
             Bound::Call(call) => {
-                let slot = tokio::select! {
-                    _ = self.connection.abort.cancelled() => return Some(self.aborted()),
-                    slot = self.slots.clone().acquire_owned() => slot.ok()?,
-                };
-                scope.hold(slot);
+                // Methods fed by upload streams take no slot either: they wait on this loop for items.
+                if stream_ids.is_empty() {
+                    let slot = tokio::select! {
+                        _ = self.connection.abort.cancelled() => return Some(self.aborted()),
+                        slot = self.slots.clone().acquire_owned() => slot.ok()?,
+                    };
+                    scope.hold(slot);
+                }
                 let sink = self.sink();
                 tokio::spawn(async move {
                     let result = error::catch_panic(call, "the hub method").await;
