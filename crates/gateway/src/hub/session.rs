@@ -510,13 +510,19 @@ impl Session {
             Bound::Stream(stream) => {
                 // A StreamInvocation always has an id (the codec requires it).
                 let id = invocation_id?;
+                let items = match streams::start(stream, &target, detailed).await {
+                    Ok(items) => items,
+                    Err(text) => {
+                        self.complete(id, Outcome::Error(text));
+                        return None;
+                    }
+                };
                 self.streams.start_server(id.clone(), scope.cancel.clone());
                 tokio::spawn(streams::forward(
-                    stream,
+                    items,
                     self.sink(),
                     self.streams.clone(),
                     id,
-                    target,
                     scope.cancel.clone(),
                 ));
             }

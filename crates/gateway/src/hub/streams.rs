@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{self, HubError};
-use super::handler::BoundStream;
+use super::handler::{BoundStream, ItemStream};
 use super::params::UploadItem;
 use super::registry::HubConnection;
 
@@ -114,39 +114,43 @@ impl StreamSink {
     }
 }
 
-/// Runs a bound streaming call: each item becomes a StreamItem, then one Completion (with an error if
-/// the method or the stream failed; none when the client cancelled).
-pub(crate) async fn forward(
+/// Runs a streaming method up to the point where it hands over its stream, as .NET does before reading
+/// the next message (so a CancelInvocation right behind the StreamInvocation finds the method running
+/// and its cancellation observed). `Err` is the Completion error when the method failed.
+pub(crate) async fn start(
     bound: BoundStream,
+    target: &str,
+    detailed: bool,
+) -> Result<ItemStream, String> {
+    error::catch_panic(bound, "the hub method")
+        .await
+        .map_err(|error| error::invocation_failed(target, &error, detailed))
+}
+
+/// Forwards a started stream: each item becomes a StreamItem, then one Completion (with an error if the
+/// stream failed; none when the client cancelled).
+pub(crate) async fn forward(
+    items: ItemStream,
     sink: StreamSink,
     streams: Arc<ActiveStreams>,
     invocation_id: String,
-    target: String,
     cancel: CancellationToken,
 ) {
     let outcome = tokio::select! {
         biased;
         _ = cancel.cancelled() => Outcome::Void,
-        outcome = produce(bound, &sink, &invocation_id, &target, &cancel) => outcome,
+        outcome = produce(items, &sink, &invocation_id, &cancel) => outcome,
     };
     streams.end_server(&invocation_id);
     sink.complete(invocation_id, outcome);
 }
 
 async fn produce(
-    bound: BoundStream,
+    mut items: ItemStream,
     sink: &StreamSink,
     invocation_id: &str,
-    target: &str,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let started = error::catch_panic(bound, "the hub method").await;
-    let mut items = match started {
-        Ok(items) => items,
-        Err(error) => {
-            return Outcome::Error(error::invocation_failed(target, &error, sink.detailed));
-        }
-    };
     loop {
         let next = error::catch_panic(async { Ok(items.next().await) }, "the stream")
             .await
