@@ -254,7 +254,11 @@ impl Session {
     async fn receive_loop(&self, reader: &mut MessageReader, inbound: &mut Inbound) -> CloseReason {
         let options = &self.hub.shared.options;
         let mut client_pinged = false;
-        let mut acks = tokio::time::interval(Duration::from_secs(1));
+        // Only stateful connections acknowledge (and pay for a timer).
+        let mut acks = self
+            .sequence
+            .as_ref()
+            .map(|_| tokio::time::interval(Duration::from_secs(1)));
         loop {
             loop {
                 match reader.next_message() {
@@ -278,7 +282,7 @@ impl Session {
                         return CloseReason::TransportLost;
                     }
                 }
-                _ = acks.tick(), if resumable => self.send_ack(),
+                _ = tick(&mut acks), if resumable => self.send_ack(),
                 read = with_timeout(timeout, inbound.next(&self.connection)) => match read {
                     None => return CloseReason::ClientTimeout,
                     Some(Ok((chunk, _))) => reader.push(&chunk),
@@ -605,6 +609,16 @@ impl Session {
         }
         self.unsubscribe(Interest::Connection(self.connection.id.clone()))
             .await;
+    }
+}
+
+/// The next tick of an optional interval (never, without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
