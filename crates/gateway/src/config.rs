@@ -35,6 +35,8 @@ pub struct HubOptions {
     pub supported_protocols: Vec<Protocol>,
     /// JSON property names of typed payloads: `camel-case` (the .NET default) or `as-declared`.
     pub json_naming_policy: NamingPolicy,
+    /// Refuse negotiate and transport requests without a valid token (401, empty body). Default false.
+    pub require_authentication: bool,
     /// Allow stateful reconnect when a client asks for it. Default false.
     pub allow_stateful_reconnects: bool,
     /// Bytes of unacknowledged messages buffered for stateful reconnect. Default 100000.
@@ -78,6 +80,7 @@ impl Default for HubOptions {
             enable_detailed_errors: false,
             supported_protocols: Protocol::ALL.to_vec(),
             json_naming_policy: NamingPolicy::CamelCase,
+            require_authentication: false,
             allow_stateful_reconnects: false,
             stateful_reconnect_buffer_size: 100_000,
             transports: Transport::ALL.to_vec(),

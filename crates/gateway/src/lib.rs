@@ -10,6 +10,7 @@
 //! [`endpoint`] (mapped paths, raw connection handlers), [`close`] (close reasons), [`admin`] (health).
 
 pub mod admin;
+pub mod auth;
 pub mod close;
 pub mod config;
 mod connection;
@@ -41,6 +42,7 @@ pub(crate) struct GatewayInner {
     pub(crate) manager: Arc<ConnectionManager>,
     pub(crate) routes: Vec<(String, RouteHandler)>,
     pub(crate) negotiate_hook: Option<NegotiateHook>,
+    pub(crate) auth: Option<Arc<auth::JwtAuth>>,
 }
 
 /// Why a gateway could not be built.
@@ -73,6 +75,7 @@ pub struct GatewayBuilder {
     endpoints: Vec<(String, HubOptions, PendingApp)>,
     routes: Vec<(String, RouteHandler)>,
     negotiate_hook: Option<NegotiateHook>,
+    auth: Option<Arc<auth::JwtAuth>>,
 }
 
 impl GatewayBuilder {
@@ -83,7 +86,14 @@ impl GatewayBuilder {
             endpoints: Vec::new(),
             routes: Vec::new(),
             negotiate_hook: None,
+            auth: None,
         }
+    }
+
+    /// Authenticates negotiate and transport requests with JWT bearer tokens.
+    pub fn authentication(mut self, auth: auth::JwtAuth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 
     /// Maps a hub at `path` (matched case-insensitively).
@@ -152,6 +162,7 @@ impl GatewayBuilder {
                 manager: Arc::new(ConnectionManager::default()),
                 routes: self.routes,
                 negotiate_hook: self.negotiate_hook,
+                auth: self.auth,
             }),
             hubs,
         })

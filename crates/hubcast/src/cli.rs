@@ -17,7 +17,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Runs a gateway node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Prints the full annotated configuration file with every default.
     DefaultConfig,
     /// Validates a configuration file (with the environment applied) and prints the result.
@@ -53,6 +53,21 @@ pub(crate) struct ServeArgs {
     /// Mounts the endpoints the official SignalR client's functional tests expect.
     #[arg(long, env = "HUBCAST_CONFORMANCE")]
     pub(crate) conformance: bool,
+    /// HMAC secret for HS256/384/512 bearer tokens.
+    #[arg(long, env = "HUBCAST_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// RSA or EC public key (PEM file) for RS*/PS*/ES* bearer tokens.
+    #[arg(long, env = "HUBCAST_JWT_PUBLIC_KEY")]
+    pub(crate) jwt_public_key: Option<PathBuf>,
+    /// JWKS file for bearer tokens (keys chosen by `kid`).
+    #[arg(long, env = "HUBCAST_JWKS")]
+    pub(crate) jwks: Option<PathBuf>,
+    /// Required `iss` of bearer tokens.
+    #[arg(long, env = "HUBCAST_JWT_ISSUER")]
+    pub(crate) jwt_issuer: Option<String>,
+    /// Required `aud` of bearer tokens.
+    #[arg(long, env = "HUBCAST_JWT_AUDIENCE")]
+    pub(crate) jwt_audience: Option<String>,
     /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`).
     #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,

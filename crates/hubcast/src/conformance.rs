@@ -1,7 +1,8 @@
 //! `hubcast serve --conformance`: what the official SignalR client's functional tests expect of their
 //! server (protocol notes §6.1): `/testhub` and `/testhub-nowebsockets` (PascalCase JSON, detailed
 //! errors) with its streaming methods, the raw `/echo` endpoint, the `/redirect…` negotiate redirect,
-//! `/clientresult/{connectionId}` (a client result) and the negotiate cookies;
+//! `/clientresult/{connectionId}` (a client result), `/authorizedhub` with `/generateJwtToken`, and the
+//! negotiate cookies;
 //! plus `/bench`, the hub the load generator drives.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,6 +176,25 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
         .build()
 }
 
+/// A token like the .NET test server's `/generateJwtToken`: NameIdentifier `testuser`, issuer
+/// `SignalRTestServer`, audience `SignalRTests`, valid for 5 seconds (plus the validation leeway).
+fn test_token(secret: &[u8]) -> Option<String> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier": "testuser",
+        "iss": "SignalRTestServer",
+        "aud": "SignalRTests",
+        "nbf": now,
+        "exp": now + 5,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .ok()
+}
+
 /// No arguments (an empty array in both protocols).
 const NO_ARGS: [(); 0] = [];
 
@@ -183,7 +203,11 @@ pub(crate) type TestHubHandle = Arc<OnceLock<HubContext>>;
 
 /// Mounts the conformance endpoints on `builder`; fill the returned handle with the `TestHub` context
 /// once the gateway is built.
-pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> (GatewayBuilder, TestHubHandle) {
+pub(crate) fn mount(
+    builder: GatewayBuilder,
+    base: &HubOptions,
+    secret: Option<Vec<u8>>,
+) -> (GatewayBuilder, TestHubHandle) {
     let handle: TestHubHandle = Arc::new(OnceLock::new());
     let options = HubOptions {
         enable_detailed_errors: true,
@@ -193,6 +217,10 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> (GatewayBuild
     };
     let no_websockets = HubOptions {
         transports: vec![Transport::ServerSentEvents, Transport::LongPolling],
+        ..options.clone()
+    };
+    let authorized = HubOptions {
+        require_authentication: true,
         ..options.clone()
     };
     let redirects = Arc::new(AtomicU64::new(0));
@@ -206,6 +234,27 @@ pub(crate) fn mount(builder: GatewayBuilder, base: &HubOptions) -> (GatewayBuild
         )
         .connection_handler("/echo", EchoHandler, base.clone())
         .hub("/bench", bench_hub(), base.clone())
+        .hub(
+            "/authorizedhub",
+            Hub::builder("AuthorizedHub", TestHub)
+                .method("Echo", |_: Ctx, message: String| async move { Ok(message) })
+                .build(),
+            authorized,
+        )
+        .route(
+            "/generatejwttoken",
+            Arc::new(move |_| {
+                let token = secret.as_deref().and_then(test_token);
+                Box::pin(async move {
+                    match token {
+                        Some(token) => {
+                            response_bytes(StatusCode::OK, "text/plain", Bytes::from(token))
+                        }
+                        None => response_bytes(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
+                    }
+                })
+            }),
+        )
         .route(
             "/redirect",
             Arc::new(move |request| {

@@ -13,6 +13,7 @@ use clap::Parser;
 use hubcast_backplane::MemoryBackplane;
 use hubcast_gateway::GatewayBuilder;
 use hubcast_gateway::admin::{self, Readiness};
+use hubcast_gateway::auth::JwtAuth;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::CheckConfig { file } => check_config(&file, &env),
-        Command::Serve(args) => serve(args, &env),
+        Command::Serve(args) => serve(*args, &env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,14 +100,25 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
     let node_id = args
         .node_id
+        .clone()
         .or(config.node_id.clone())
         .unwrap_or_else(default_node_id);
 
     let backplane = Arc::new(MemoryBackplane::new());
     let mut builder = GatewayBuilder::new(backplane);
+    // Conformance mode issues its own test tokens: it needs a secret, and makes one up when none is set.
+    let mut secret = args.jwt_secret.clone().map(String::into_bytes);
+    if args.conformance && secret.is_none() && args.jwt_public_key.is_none() && args.jwks.is_none()
+    {
+        secret = Some(hubcast_protocol::ids::random_id()?.into_bytes());
+    }
+    if let Some(auth) = authentication(&args, secret.as_deref())? {
+        builder = builder.authentication(auth);
+    }
     let mut test_hub = None;
     if args.conformance {
-        let (mounted, handle) = conformance::mount(builder, &config.hub_options("TestHub")?);
+        let (mounted, handle) =
+            conformance::mount(builder, &config.hub_options("TestHub")?, secret);
         builder = mounted;
         test_hub = Some(handle);
     }
@@ -150,6 +162,29 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The bearer-token validation the flags describe, if any.
+fn authentication(args: &ServeArgs, secret: Option<&[u8]>) -> anyhow::Result<Option<JwtAuth>> {
+    let auth = if let Some(path) = &args.jwks {
+        let json = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        JwtAuth::jwks(&json)?
+    } else if let Some(path) = &args.jwt_public_key {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        JwtAuth::public_key_pem(&pem)?
+    } else if let Some(secret) = secret {
+        JwtAuth::hmac(secret)
+    } else {
+        return Ok(None);
+    };
+    let auth = match &args.jwt_issuer {
+        Some(issuer) => auth.with_issuer(issuer),
+        None => auth,
+    };
+    Ok(Some(match &args.jwt_audience {
+        Some(audience) => auth.with_audience(audience),
+        None => auth,
+    }))
 }
 
 fn default_node_id() -> String {

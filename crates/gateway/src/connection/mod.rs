@@ -75,6 +75,8 @@ pub(crate) struct Connection {
     /// Where POSTed bytes go (SSE and long polling).
     inbound: Mutex<InboundSlot>,
     request: OnceLock<Arc<RequestInfo>>,
+    /// The user authenticated by the request that attached the transport.
+    user: OnceLock<crate::hub::User>,
     /// WebSocket frames are Binary (MessagePack, or a raw handler writing binary) rather than Text.
     binary: AtomicBool,
     /// Why the connection is being closed, set once by whoever closes it first.
@@ -115,6 +117,7 @@ impl Connection {
             }),
             inbound: Mutex::new(InboundSlot::Unopened),
             request: OnceLock::new(),
+            user: OnceLock::new(),
             binary: AtomicBool::new(false),
             close_reason: OnceLock::new(),
             keep_alive: OnceLock::new(),
@@ -378,6 +381,18 @@ impl Connection {
     /// Records the transport request (the first one wins, as in .NET).
     pub(crate) fn set_request(&self, request: RequestInfo) {
         let _ = self.request.set(Arc::new(request));
+    }
+
+    /// Records the user of the request that attached the transport.
+    pub(crate) fn set_user(&self, user: Option<crate::hub::User>) {
+        if let Some(user) = user {
+            let _ = self.user.set(user);
+        }
+    }
+
+    /// The connection's user, if authenticated.
+    pub(crate) fn user(&self) -> Option<&crate::hub::User> {
+        self.user.get()
     }
 
     /// The transport request, once a transport is attached.

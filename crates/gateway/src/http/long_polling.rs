@@ -19,20 +19,23 @@ use crate::GatewayInner;
 use crate::close::CloseReason;
 use crate::connection::{Attachment, Batch, Connection, RequestInfo};
 use crate::endpoint::{Endpoint, run_application};
+use crate::hub::User;
 
 pub(super) async fn poll(
     inner: &Arc<GatewayInner>,
     endpoint: &Arc<Endpoint>,
     request: Request<Incoming>,
     remote: SocketAddr,
+    user: Option<User>,
 ) -> Result<Response<Body>, Refusal> {
     offered(endpoint, Transport::LongPolling)?;
-    let connection = lookup(inner, endpoint, &request)?;
+    let connection = lookup(inner, endpoint, &request, user.as_ref())?;
     Ok(match connection.attachment() {
         Attachment::None => {
             attach(&connection, Transport::LongPolling)?;
             let (parts, _) = request.into_parts();
             connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
+            connection.set_user(user);
             let inbound = connection.open_inbound();
             tokio::spawn(run_application(connection, inbound));
             no_cache(bytes(
@@ -123,8 +126,9 @@ pub(super) async fn send(
     inner: &Arc<GatewayInner>,
     endpoint: &Arc<Endpoint>,
     request: Request<Incoming>,
+    user: Option<User>,
 ) -> Result<Response<Body>, Refusal> {
-    let connection = lookup(inner, endpoint, &request)?;
+    let connection = lookup(inner, endpoint, &request, user.as_ref())?;
     if connection.attachment() == Attachment::WebSocket {
         return Err(Refusal::PostOnWebSocket);
     }
@@ -146,8 +150,9 @@ pub(super) fn delete<B>(
     inner: &Arc<GatewayInner>,
     endpoint: &Arc<Endpoint>,
     request: &Request<B>,
+    user: Option<User>,
 ) -> Result<Response<Body>, Refusal> {
-    let connection = lookup(inner, endpoint, request)?;
+    let connection = lookup(inner, endpoint, request, user.as_ref())?;
     if !matches!(connection.attachment(), Attachment::LongPolling { .. }) {
         return Err(Refusal::DeleteNotLongPolling);
     }

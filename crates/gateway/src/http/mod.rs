@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::GatewayInner;
 use crate::connection::{Attachment, Connection};
 use crate::endpoint::Endpoint;
+use crate::hub::User;
 
 /// The response body type of every handler.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -123,14 +124,48 @@ async fn route(
         p => p,
     };
     for endpoint in &inner.endpoints {
-        if trimmed == endpoint.path {
-            return transport(&inner, endpoint, request, remote).await;
+        let is_transport = trimmed == endpoint.path;
+        if !is_transport && trimmed.strip_suffix("/negotiate") != Some(endpoint.path.as_str()) {
+            continue;
         }
-        if trimmed.strip_suffix("/negotiate") == Some(endpoint.path.as_str()) {
-            return negotiate::negotiate(&inner, endpoint, request);
-        }
+        let user = match authenticate(&inner, endpoint, &request) {
+            Ok(user) => user,
+            Err(refusal) => return refusal.response(),
+        };
+        return if is_transport {
+            transport(&inner, endpoint, request, remote, user).await
+        } else {
+            negotiate::negotiate(&inner, endpoint, request)
+        };
     }
     text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// The request's user: `None` without a (valid) token, refused when the hub requires authentication.
+/// Tokens are only read on hub paths (this is the only caller).
+fn authenticate<B>(
+    inner: &GatewayInner,
+    endpoint: &Endpoint,
+    request: &Request<B>,
+) -> Result<Option<User>, Refusal> {
+    let user = inner.auth.as_ref().and_then(|auth| {
+        let token = crate::auth::bearer_token(request.headers(), request.uri())?;
+        auth.validate(&token)
+            .inspect_err(|error| tracing::debug!(%error, "refused a token"))
+            .ok()
+    });
+    if endpoint.options.require_authentication && user.is_none() {
+        return Err(Refusal::Unauthorized);
+    }
+    Ok(user)
+}
+
+/// A request on an existing connection must come from the user that opened it.
+fn same_user(connection: &Connection, user: Option<&User>) -> Result<(), Refusal> {
+    match connection.user() {
+        Some(owner) if user.map(|u| &u.id) != Some(&owner.id) => Err(Refusal::Forbidden),
+        _ => Ok(()),
+    }
 }
 
 /// Dispatches a request on a mapped path by method and headers.
@@ -139,17 +174,18 @@ async fn transport(
     endpoint: &Arc<Endpoint>,
     request: Request<Incoming>,
     remote: SocketAddr,
+    user: Option<User>,
 ) -> Response<Body> {
     let result = match *request.method() {
         Method::GET if fastwebsockets::upgrade::is_upgrade_request(&request) => {
-            websocket::upgrade(inner, endpoint, request, remote)
+            websocket::upgrade(inner, endpoint, request, remote, user)
         }
         Method::GET if accepts_event_stream(&request) => {
-            sse::open(inner, endpoint, request, remote)
+            sse::open(inner, endpoint, request, remote, user)
         }
-        Method::GET => long_polling::poll(inner, endpoint, request, remote).await,
-        Method::POST => long_polling::send(inner, endpoint, request).await,
-        Method::DELETE => long_polling::delete(inner, endpoint, &request),
+        Method::GET => long_polling::poll(inner, endpoint, request, remote, user).await,
+        Method::POST => long_polling::send(inner, endpoint, request, user).await,
+        Method::DELETE => long_polling::delete(inner, endpoint, &request, user),
         _ => Ok(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
     };
     result.unwrap_or_else(Refusal::response)
@@ -168,6 +204,8 @@ fn accepts_event_stream<B>(request: &Request<B>) -> bool {
 /// (protocol notes §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
+    Unauthorized,
+    Forbidden,
     NoId,
     UnknownId,
     NotSupported(Transport),
@@ -183,6 +221,9 @@ pub(crate) enum Refusal {
 impl Refusal {
     pub(crate) fn response(self) -> Response<Body> {
         let (status, body) = match self {
+            // Empty body: the JS client then reports `Unauthorized: Status code '401'`.
+            Refusal::Unauthorized => return empty(StatusCode::UNAUTHORIZED),
+            Refusal::Forbidden => return empty(StatusCode::FORBIDDEN),
             Refusal::NoId => (StatusCode::BAD_REQUEST, "Connection ID required"),
             Refusal::UnknownId => (StatusCode::NOT_FOUND, "No Connection with that ID"),
             Refusal::NotSupported(Transport::WebSockets) => (
@@ -222,18 +263,22 @@ impl Refusal {
 }
 
 /// Finds the connection named by the `id` query parameter.
+/// Finds the connection named by the `id` query parameter, checking that `user` may use it.
 fn lookup<B>(
     inner: &GatewayInner,
     endpoint: &Arc<Endpoint>,
     request: &Request<B>,
+    user: Option<&User>,
 ) -> Result<Arc<Connection>, Refusal> {
     let query = request.uri().query().unwrap_or("");
     let token = query_param(query, "id").ok_or(Refusal::NoId)?;
-    inner
+    let connection = inner
         .manager
         .get(&token)
         .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
-        .ok_or(Refusal::UnknownId)
+        .ok_or(Refusal::UnknownId)?;
+    same_user(&connection, user)?;
+    Ok(connection)
 }
 
 /// Checks that the endpoint offers `transport`.

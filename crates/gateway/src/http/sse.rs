@@ -18,18 +18,21 @@ use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
 use crate::connection::{Batch, Connection, ConnectionManager, RequestInfo};
 use crate::endpoint::{Endpoint, run_application};
+use crate::hub::User;
 
 pub(super) fn open(
     inner: &Arc<GatewayInner>,
     endpoint: &Arc<Endpoint>,
     request: Request<Incoming>,
     remote: SocketAddr,
+    user: Option<User>,
 ) -> Result<Response<Body>, Refusal> {
     offered(endpoint, Transport::ServerSentEvents)?;
-    let connection = lookup(inner, endpoint, &request)?;
+    let connection = lookup(inner, endpoint, &request, user.as_ref())?;
     attach(&connection, Transport::ServerSentEvents)?;
     let (parts, _) = request.into_parts();
     connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
+    connection.set_user(user);
     let inbound = connection.open_inbound();
     tokio::spawn(run_application(connection.clone(), inbound));
 

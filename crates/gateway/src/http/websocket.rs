@@ -20,6 +20,7 @@ use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
 use crate::connection::{Batch, Connection, Inbound, RequestInfo, WsRead};
 use crate::endpoint::{Endpoint, run_application};
+use crate::hub::User;
 
 type WsWrite = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 
@@ -32,6 +33,7 @@ pub(super) fn upgrade(
     endpoint: &Arc<Endpoint>,
     mut request: Request<Incoming>,
     remote: SocketAddr,
+    user: Option<User>,
 ) -> Result<Response<Body>, Refusal> {
     offered(endpoint, Transport::WebSockets)?;
     let has_id = request
@@ -39,7 +41,7 @@ pub(super) fn upgrade(
         .query()
         .is_some_and(|q| hubcast_protocol::negotiate::query_param(q, "id").is_some());
     let connection = if has_id {
-        lookup(inner, endpoint, &request)?
+        lookup(inner, endpoint, &request, user.as_ref())?
     } else {
         // Skip-negotiation clients: a fresh connection, negotiate version 0.
         inner
@@ -59,6 +61,7 @@ pub(super) fn upgrade(
     }
     let (parts, _) = request.into_parts();
     connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
+    connection.set_user(user);
     let manager = inner.manager.clone();
     tokio::spawn(async move {
         match upgraded.await {

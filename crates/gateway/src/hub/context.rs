@@ -19,6 +19,8 @@ pub struct User {
     pub id: UserId,
     /// Roles, for per-method authorization.
     pub roles: Vec<String>,
+    /// When the credential expires (seconds since the Unix epoch), if it says.
+    pub expires_at: Option<u64>,
     /// Every claim of the credential.
     pub claims: serde_json::Map<String, serde_json::Value>,
 }

@@ -106,6 +106,11 @@ pub(crate) fn invocation_failed(target: &str, error: &HubError, detailed: bool) 
     )
 }
 
+/// The Completion error for a method the caller lacks the role for.
+pub(crate) fn unauthorized(target: &str) -> String {
+    format!("Failed to invoke '{target}' because user is unauthorized")
+}
+
 /// The Completion error for an unknown method.
 pub(crate) fn unknown_method(target: &str) -> String {
     format!("Unknown hub method '{target}'")

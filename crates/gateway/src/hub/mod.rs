@@ -59,6 +59,8 @@ pub struct Hub<S> {
     name: String,
     state: Arc<S>,
     methods: HashMap<String, Arc<dyn ErasedMethod<S>>>,
+    /// Roles required per method (lower-cased name): the caller needs one of them.
+    roles: HashMap<String, Vec<String>>,
     on_connected: Option<Lifecycle<S>>,
     on_disconnected: Option<Disconnected<S>>,
 }
@@ -71,6 +73,7 @@ impl<S: Send + Sync + 'static> Hub<S> {
                 name: name.into(),
                 state: Arc::new(state),
                 methods: HashMap::new(),
+                roles: HashMap::new(),
                 on_connected: None,
                 on_disconnected: None,
             },
@@ -115,6 +118,16 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
         self
     }
 
+    /// Requires the caller of `method` to have one of `roles`; others get
+    /// `Failed to invoke 'X' because user is unauthorized`.
+    pub fn require_roles(mut self, method: &str, roles: &[&str]) -> Self {
+        self.hub.roles.insert(
+            method.to_lowercase(),
+            roles.iter().map(|r| (*r).to_owned()).collect(),
+        );
+        self
+    }
+
     /// Runs when a connection has completed its handshake, before its messages are read. An error
     /// closes the connection (`allowReconnect: false`).
     pub fn on_connected<F, Fut>(mut self, handler: F) -> Self
@@ -147,6 +160,8 @@ pub(crate) trait HubApp: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// `None` for an unknown method, else whether it streams.
     fn is_streaming(&self, target: &str) -> Option<bool>;
+    /// Whether `user` may call `target` (its required roles).
+    fn authorized(&self, target: &str, user: Option<&User>) -> bool;
     /// `None` for an unknown method.
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>>;
     fn on_connected(
@@ -198,6 +213,15 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         self.methods
             .get(&target.to_lowercase())
             .map(|m| m.is_streaming())
+    }
+
+    fn authorized(&self, target: &str, user: Option<&User>) -> bool {
+        match self.roles.get(&target.to_lowercase()) {
+            None => true,
+            Some(required) => {
+                user.is_some_and(|user| user.roles.iter().any(|role| required.contains(role)))
+            }
+        }
     }
 
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>> {

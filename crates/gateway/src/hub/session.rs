@@ -119,7 +119,7 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
 
     let caller = Arc::new(Caller {
         connection_id: connection.id.clone(),
-        user: None,
+        user: connection.user().cloned(),
         request: connection
             .request()
             .unwrap_or_else(|| Arc::new(RequestInfo::empty())),
@@ -466,6 +466,10 @@ impl Session {
                 return None;
             }
             Some(_) => {}
+        }
+        if !self.hub.app.authorized(&target, self.caller.user.as_ref()) {
+            fail(error::unauthorized(&target));
+            return None;
         }
         if let Some(id) = invocation_id.as_deref().filter(|_| streaming_call)
             && self.streams.in_use(id)

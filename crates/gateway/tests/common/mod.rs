@@ -135,6 +135,18 @@ pub fn test_hub() -> Hub<State> {
                 Ok(sum)
             },
         )
+        .method("WhoAmI", |ctx: Ctx| async move {
+            Ok(ctx.user_id().map(|u| u.to_string()))
+        })
+        .method("Admin", |_: Ctx| async move { Ok("admin things") })
+        .require_roles("Admin", &["admin"])
+        .method(
+            "ToUser",
+            |ctx: Ctx, user: String, text: String| async move {
+                ctx.clients().user(user).send("ForUser", &(text,)).await?;
+                Ok(())
+            },
+        )
         .method("AskCaller", |ctx: Ctx| async move {
             let n: i64 = ctx
                 .clients()
@@ -148,13 +160,37 @@ pub fn test_hub() -> Hub<State> {
 }
 
 pub async fn start(options: HubOptions) -> TestServer {
+    start_with(options, None).await
+}
+
+/// The secret of [`token`].
+pub const SECRET: &[u8] = b"test secret";
+
+/// A token for `user` with `roles`, signed with `secret`, expiring `ttl` seconds from now.
+pub fn token(secret: &[u8], user: &str, roles: &[&str], ttl: i64) -> String {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = serde_json::json!({ "sub": user, "role": roles, "exp": now + ttl });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// A server that validates tokens signed with [`SECRET`] when `auth` is given.
+pub async fn start_with(
+    options: HubOptions,
+    auth: Option<hubcast_gateway::auth::JwtAuth>,
+) -> TestServer {
     let backplane = Arc::new(MemoryBackplane::new());
-    let gateway = GatewayBuilder::new(backplane)
+    let mut builder = GatewayBuilder::new(backplane)
         .hub("/hub", test_hub(), options.clone())
-        .connection_handler("/echo", EchoHandler, options)
-        .build()
-        .await
-        .unwrap();
+        .connection_handler("/echo", EchoHandler, options);
+    if let Some(auth) = auth {
+        builder = builder.authentication(auth);
+    }
+    let gateway = builder.build().await.unwrap();
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

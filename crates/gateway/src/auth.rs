@@ -1,0 +1,334 @@
+//! Authentication of transport and negotiate requests with JWT bearer tokens.
+//!
+//! The token comes from `Authorization: Bearer …`, or, on hub paths only, from the `access_token` query
+//! parameter (browsers cannot set headers on WebSockets and EventSource; protocol notes §1.7). Keys are
+//! an HMAC secret (HS256/384/512), an RSA or EC public key in PEM (RS*/PS*, ES256/384), or a JWKS file;
+//! each accepts only its own algorithm family, so `alg: none` and algorithm confusion (an RSA public
+//! key used as an HMAC secret) are refused. `exp` is required and `nbf` checked, with a small leeway;
+//! issuer and audience are checked when configured.
+//!
+//! The user id is the first present claim of a configurable list (default `sub`, then the .NET
+//! `nameidentifier` claim, then `name`); roles come from `role`, `roles` or the .NET role claim.
+
+use std::borrow::Cow;
+
+use hubcast_backplane::UserId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::hub::User;
+
+const NAME_IDENTIFIER: &str =
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+const DOTNET_ROLE: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
+
+/// Why a request's credentials were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The token failed validation (signature, algorithm, expiry, issuer, audience, shape).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The token is valid but names no user.
+    #[error("the token has no user id claim")]
+    NoUserId,
+    /// A key file could not be read.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+}
+
+enum Keys {
+    Single(DecodingKey),
+    Set(JwkSet),
+}
+
+/// Validates JWT bearer tokens.
+pub struct JwtAuth {
+    keys: Keys,
+    validation: Validation,
+    user_claims: Vec<String>,
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuth {
+    fn new(keys: Keys, algorithms: Vec<Algorithm>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = algorithms;
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        Self {
+            keys,
+            validation,
+            user_claims: vec![
+                "sub".into(),
+                NAME_IDENTIFIER.into(),
+                "nameid".into(),
+                "name".into(),
+            ],
+        }
+    }
+
+    /// HS256/384/512 with a shared secret.
+    pub fn hmac(secret: &[u8]) -> Self {
+        Self::new(
+            Keys::Single(DecodingKey::from_secret(secret)),
+            vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+        )
+    }
+
+    /// RS256/384/512 and PS256/384/512 with an RSA public key, or ES256/384 with an EC public key, in PEM.
+    pub fn public_key_pem(pem: &[u8]) -> Result<Self, AuthError> {
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            return Ok(Self::new(
+                Keys::Single(key),
+                vec![
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::PS384,
+                    Algorithm::PS512,
+                ],
+            ));
+        }
+        let key =
+            DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
+        Ok(Self::new(
+            Keys::Single(key),
+            vec![Algorithm::ES256, Algorithm::ES384],
+        ))
+    }
+
+    /// The keys of a JWKS document; tokens pick theirs by `kid`, with asymmetric algorithms only.
+    pub fn jwks(json: &[u8]) -> Result<Self, AuthError> {
+        let set: JwkSet =
+            serde_json::from_slice(json).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
+        Ok(Self::new(
+            Keys::Set(set),
+            vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::EdDSA,
+            ],
+        ))
+    }
+
+    /// Requires the `iss` claim to be `issuer`.
+    pub fn with_issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self
+    }
+
+    /// Requires the `aud` claim to contain `audience`.
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
+        self
+    }
+
+    /// The claims tried, in order, for the user id.
+    pub fn with_user_claims(mut self, claims: Vec<String>) -> Self {
+        self.user_claims = claims;
+        self
+    }
+
+    /// Validates a token and returns its user.
+    pub fn validate(&self, token: &str) -> Result<User, AuthError> {
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::InvalidToken(e.to_string());
+        let data = match &self.keys {
+            Keys::Single(key) => {
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+            }
+            Keys::Set(set) => {
+                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+                let jwk = header
+                    .kid
+                    .as_deref()
+                    .and_then(|kid| set.find(kid))
+                    .ok_or_else(|| AuthError::InvalidToken("no key with the token's kid".into()))?;
+                let key = DecodingKey::from_jwk(jwk).map_err(invalid)?;
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation)
+            }
+        }
+        .map_err(invalid)?;
+        user_from_claims(data.claims, &self.user_claims)
+    }
+}
+
+/// Builds the user from validated claims.
+fn user_from_claims(claims: Map<String, Value>, user_claims: &[String]) -> Result<User, AuthError> {
+    let id = user_claims
+        .iter()
+        .find_map(|claim| claims.get(claim).and_then(Value::as_str))
+        .filter(|id| !id.is_empty())
+        .ok_or(AuthError::NoUserId)?;
+    let roles = ["role", "roles", DOTNET_ROLE]
+        .iter()
+        .filter_map(|claim| claims.get(*claim))
+        .flat_map(|value| match value {
+            Value::String(role) => vec![role.clone()],
+            Value::Array(roles) => roles
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let expires_at = claims.get("exp").and_then(Value::as_u64);
+    Ok(User {
+        id: UserId::from(id),
+        roles,
+        expires_at,
+        claims,
+    })
+}
+
+/// The bearer token of a request: the `Authorization` header, else the `access_token` query parameter.
+pub(crate) fn bearer_token<'a>(
+    headers: &'a http::HeaderMap,
+    uri: &'a http::Uri,
+) -> Option<Cow<'a, str>> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|token| Cow::Borrowed(token.trim()));
+    header.or_else(|| {
+        hubcast_protocol::negotiate::query_param(uri.query().unwrap_or(""), "access_token")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn sign(claims: serde_json::Value, secret: &[u8]) -> String {
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_valid_tokens_and_reads_identity() {
+        let auth = JwtAuth::hmac(b"secret");
+        let token = sign(
+            json!({"sub": "ann", "role": ["admin", "mod"], "exp": now() + 60}),
+            b"secret",
+        );
+        let user = auth.validate(&token).unwrap();
+        assert_eq!(user.id.as_str(), "ann");
+        assert_eq!(user.roles, vec!["admin", "mod"]);
+        let dotnet = sign(
+            json!({NAME_IDENTIFIER: "bob", DOTNET_ROLE: "admin", "exp": now() + 60}),
+            b"secret",
+        );
+        let user = auth.validate(&dotnet).unwrap();
+        assert_eq!(
+            (user.id.as_str(), user.roles.clone()),
+            ("bob", vec!["admin".to_owned()])
+        );
+    }
+
+    #[test]
+    fn refuses_bad_tokens() {
+        let auth = JwtAuth::hmac(b"secret")
+            .with_issuer("me")
+            .with_audience("us");
+        let good = json!({"sub": "ann", "iss": "me", "aud": "us", "exp": now() + 60});
+        assert!(auth.validate(&sign(good.clone(), b"secret")).is_ok());
+        let mut cases = vec![
+            (
+                "expired",
+                json!({"sub": "ann", "iss": "me", "aud": "us", "exp": now() - 120}),
+            ),
+            (
+                "not yet valid",
+                json!({"sub": "ann", "iss": "me", "aud": "us", "exp": now() + 60, "nbf": now() + 120}),
+            ),
+            (
+                "wrong issuer",
+                json!({"sub": "ann", "iss": "them", "aud": "us", "exp": now() + 60}),
+            ),
+            (
+                "wrong audience",
+                json!({"sub": "ann", "iss": "me", "aud": "them", "exp": now() + 60}),
+            ),
+            ("no exp", json!({"sub": "ann", "iss": "me", "aud": "us"})),
+        ];
+        for (what, claims) in cases.drain(..) {
+            assert!(auth.validate(&sign(claims, b"secret")).is_err(), "{what}");
+        }
+        assert!(matches!(
+            auth.validate(&sign(good.clone(), b"other")),
+            Err(AuthError::InvalidToken(_))
+        ));
+        assert_eq!(
+            auth.validate(&sign(
+                json!({"iss": "me", "aud": "us", "exp": now() + 60}),
+                b"secret"
+            )),
+            Err(AuthError::NoUserId)
+        );
+        // alg: none.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(good.to_string())
+        );
+        assert!(auth.validate(&none).is_err());
+        assert!(auth.validate("garbage").is_err());
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_or_the_query() {
+        let request = http::Request::builder()
+            .uri("/hub?access_token=from%20query")
+            .body(())
+            .unwrap();
+        let (parts, _) = request.into_parts();
+        assert_eq!(
+            bearer_token(&parts.headers, &parts.uri).as_deref(),
+            Some("from query")
+        );
+        let request = http::Request::builder()
+            .uri("/hub?access_token=q")
+            .header("authorization", "Bearer h")
+            .body(())
+            .unwrap();
+        let (parts, _) = request.into_parts();
+        assert_eq!(
+            bearer_token(&parts.headers, &parts.uri).as_deref(),
+            Some("h")
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Authentication and authorization: every refused credential gets 401 with an empty body on negotiate
+//! and transports; a connection belongs to its user; roles guard methods; `Clients.User` reaches every
+//! connection of a user.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use hubcast_gateway::HubOptions;
+use hubcast_gateway::auth::JwtAuth;
+use hubcast_protocol::{HubMessage, Protocol};
+
+fn required() -> HubOptions {
+    HubOptions {
+        require_authentication: true,
+        ..HubOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn refused_credentials_get_401_with_an_empty_body() {
+    let server = start_with(required(), Some(JwtAuth::hmac(SECRET))).await;
+    let addr = server.addr;
+    let negotiate = |auth: Option<String>| async move {
+        let header = auth.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = header
+            .as_deref()
+            .map(|h| vec![("authorization", h)])
+            .unwrap_or_default();
+        http(
+            addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &headers,
+            b"",
+        )
+        .await
+    };
+    for (what, token) in [
+        ("missing", None),
+        (
+            "bad signature",
+            Some(token(b"other secret", "ann", &[], 60)),
+        ),
+        ("expired", Some(token(SECRET, "ann", &[], -120))),
+        ("garbage", Some("not.a.token".to_owned())),
+    ] {
+        let response = negotiate(token).await;
+        assert_eq!((response.status, response.body.len()), (401, 0), "{what}");
+    }
+    assert_eq!(
+        negotiate(Some(token(SECRET, "ann", &[], 60))).await.status,
+        200
+    );
+    // The query parameter works on hub paths (browsers' WebSockets and EventSource).
+    let query = format!(
+        "/hub/negotiate?negotiateVersion=1&access_token={}",
+        token(SECRET, "ann", &[], 60)
+    );
+    assert_eq!(http(addr, "POST", &query, &[], b"").await.status, 200);
+    // Transports are guarded too.
+    assert_eq!(ws_open(addr, "/hub").await.err(), Some(401));
+    let (_, connection) = {
+        let t = token(SECRET, "ann", &[], 60);
+        let response = http(
+            addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &[("authorization", &format!("Bearer {t}"))],
+            b"",
+        )
+        .await;
+        let json = response.json();
+        (
+            json["connectionId"].as_str().unwrap().to_owned(),
+            json["connectionToken"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        http(addr, "GET", &format!("/hub?id={connection}"), &[], b"")
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_connection_belongs_to_its_user() {
+    let server = start_with(required(), Some(JwtAuth::hmac(SECRET))).await;
+    let addr = server.addr;
+    let ann = format!("Bearer {}", token(SECRET, "ann", &[], 60));
+    let bob = format!("Bearer {}", token(SECRET, "bob", &[], 60));
+    let json = http(
+        addr,
+        "POST",
+        "/hub/negotiate?negotiateVersion=1",
+        &[("authorization", &ann)],
+        b"",
+    )
+    .await
+    .json();
+    let path = format!("/hub?id={}", json["connectionToken"].as_str().unwrap());
+    assert_eq!(
+        http(addr, "GET", &path, &[("authorization", &ann)], b"")
+            .await
+            .status,
+        200
+    );
+    // Another user cannot poll, post to or delete ann's connection.
+    assert_eq!(
+        http(addr, "GET", &path, &[("authorization", &bob)], b"")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        http(addr, "POST", &path, &[("authorization", &bob)], b"x")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        http(addr, "DELETE", &path, &[("authorization", &bob)], b"")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        http(addr, "DELETE", &path, &[("authorization", &ann)], b"")
+            .await
+            .status,
+        202
+    );
+}
+
+#[tokio::test]
+async fn identity_roles_and_user_targets() {
+    // Authentication optional: anonymous callers are welcome, tokens still identify users.
+    let server = start_with(HubOptions::default(), Some(JwtAuth::hmac(SECRET))).await;
+    let addr = server.addr;
+    let open = |user: Option<(&str, &[&str])>| {
+        let query =
+            user.map(|(name, roles)| format!("?access_token={}", token(SECRET, name, roles, 60)));
+        async move {
+            HubClient::connect_to(
+                addr,
+                &format!("/hub{}", query.unwrap_or_default()),
+                Protocol::Json,
+                1,
+            )
+            .await
+        }
+    };
+    let mut anonymous = open(None).await;
+    let mut ann = open(Some(("ann", &[]))).await;
+    let mut ann_again = open(Some(("ann", &["admin"]))).await;
+
+    anonymous
+        .send_json(r#"{"type":1,"invocationId":"1","target":"WhoAmI","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        result::<Option<String>>(completion(anonymous.next_non_ping(SECOND * 5).await).1),
+        None
+    );
+    ann.send_json(r#"{"type":1,"invocationId":"1","target":"WhoAmI","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        result::<Option<String>>(completion(ann.next_non_ping(SECOND * 5).await).1).as_deref(),
+        Some("ann")
+    );
+
+    ann.send_json(r#"{"type":1,"invocationId":"2","target":"Admin","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        error_text(completion(ann.next_non_ping(SECOND * 5).await).1),
+        "Failed to invoke 'Admin' because user is unauthorized"
+    );
+    anonymous
+        .send_json(r#"{"type":1,"invocationId":"2","target":"admin","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        error_text(completion(anonymous.next_non_ping(SECOND * 5).await).1),
+        "Failed to invoke 'admin' because user is unauthorized"
+    );
+    ann_again
+        .send_json(r#"{"type":1,"invocationId":"2","target":"Admin","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        result::<String>(completion(ann_again.next_non_ping(SECOND * 5).await).1),
+        "admin things"
+    );
+
+    // Clients.User reaches both of ann's connections and nobody else.
+    anonymous
+        .send_json(r#"{"type":1,"target":"ToUser","arguments":["ann","hi ann"]}"#)
+        .await;
+    for client in [&mut ann, &mut ann_again] {
+        let Some(HubMessage::Invocation(call)) = client.next_non_ping(SECOND * 5).await else {
+            panic!()
+        };
+        assert_eq!(call.target, "ForUser");
+    }
+    assert!(
+        anonymous
+            .next_non_ping(std::time::Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+}
