@@ -9,13 +9,15 @@ const START_TIMEOUT_MS = 20000;
 /**
  * Spawns `hubcast serve --conformance` on ephemeral ports and resolves once it logs
  * `listening on 127.0.0.1:PORT`. Returns { url, port, stop(), stderr(), closeStderr() }.
+ * `port` listens on that port instead (to restart a server where its clients expect it);
+ * `env` adds environment variables (e.g. `HUBCAST_HUB_*` hub options).
  */
-function startServer() {
+function startServer({ port = 0, env = {} } = {}) {
   const bin = process.env.HUBCAST_BIN || DEFAULT_BIN;
   const child = spawn(
     bin,
-    ['serve', '--conformance', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+    ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env, NO_COLOR: '1' } },
   );
   let log = '';
   let exited = false;

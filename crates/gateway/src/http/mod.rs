@@ -90,6 +90,7 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
+        let closing = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let inner = inner.clone();
@@ -98,7 +99,17 @@ pub(crate) async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            if let Err(error) = connection.await {
+            tokio::pin!(connection);
+            // On shutdown a kept-alive HTTP connection takes no new request: clients reconnecting
+            // automatically must go to another node, not back to this one.
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::trace!(%error, "HTTP connection ended with an error");
             }
         });
