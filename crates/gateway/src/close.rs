@@ -24,6 +24,8 @@ pub enum CloseReason {
     ConnectedHandlerFailed(String),
     /// The server is shutting down or draining.
     ServerShutdown,
+    /// The connection's token expired (`close_on_authentication_expiration`).
+    AuthenticationExpired,
 }
 
 impl CloseReason {
@@ -39,6 +41,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::ConnectedHandlerFailed(_) => "on_connected_failed",
             CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::AuthenticationExpired => "authentication_expired",
         }
     }
 
@@ -73,6 +76,12 @@ impl CloseReason {
             ),
             CloseReason::ConnectedHandlerFailed(detail) => (Some(with(detail)), false),
             CloseReason::ServerShutdown => (Some("Server is shutting down.".to_owned()), true),
+            CloseReason::AuthenticationExpired => (
+                Some(with(
+                    "AuthenticationExpired: the connection's access token expired.",
+                )),
+                true,
+            ),
         };
         Some(Close {
             error,

@@ -37,6 +37,9 @@ pub struct HubOptions {
     pub json_naming_policy: NamingPolicy,
     /// Refuse negotiate and transport requests without a valid token (401, empty body). Default false.
     pub require_authentication: bool,
+    /// Close a connection when its token expires (`allowReconnect: true`, so the client comes back with a
+    /// fresh token). Default false.
+    pub close_on_authentication_expiration: bool,
     /// Allow stateful reconnect when a client asks for it. Default false.
     pub allow_stateful_reconnects: bool,
     /// Bytes of unacknowledged messages buffered for stateful reconnect. Default 100000.
@@ -81,6 +84,7 @@ impl Default for HubOptions {
             supported_protocols: Protocol::ALL.to_vec(),
             json_naming_policy: NamingPolicy::CamelCase,
             require_authentication: false,
+            close_on_authentication_expiration: false,
             allow_stateful_reconnects: false,
             stateful_reconnect_buffer_size: 100_000,
             transports: Transport::ALL.to_vec(),

@@ -208,3 +208,39 @@ async fn identity_roles_and_user_targets() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_expiring_token_closes_its_connection_when_asked_to() {
+    let options = HubOptions {
+        close_on_authentication_expiration: true,
+        ..required()
+    };
+    let server = start_with(options, Some(JwtAuth::hmac(SECRET))).await;
+    let path = format!("/hub?access_token={}", token(SECRET, "ann", &[], 1));
+    let mut client = HubClient::connect_to(server.addr, &path, Protocol::Json, 1).await;
+    let started = std::time::Instant::now();
+    let close = loop {
+        match client.next(SECOND * 5).await.unwrap() {
+            HubMessage::Close(close) => break close,
+            _ => continue,
+        }
+    };
+    assert!(close.allow_reconnect);
+    assert_eq!(
+        close.error.as_deref(),
+        Some("Connection closed with an error.")
+    );
+    assert!(started.elapsed() <= std::time::Duration::from_secs(3));
+    // Without the option, the same token keeps its connection.
+    let server = start_with(required(), Some(JwtAuth::hmac(SECRET))).await;
+    let path = format!("/hub?access_token={}", token(SECRET, "ann", &[], 1));
+    let mut client = HubClient::connect_to(server.addr, &path, Protocol::Json, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    client
+        .send_json(r#"{"type":1,"invocationId":"1","target":"WhoAmI","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        result::<Option<String>>(completion(client.next_non_ping(SECOND * 5).await).1).as_deref(),
+        Some("ann")
+    );
+}

@@ -259,6 +259,12 @@ impl Session {
             .sequence
             .as_ref()
             .map(|_| tokio::time::interval(Duration::from_secs(1)));
+        let expires = self
+            .caller
+            .user
+            .as_ref()
+            .and_then(|user| user.expires_at)
+            .filter(|_| options.close_on_authentication_expiration);
         loop {
             loop {
                 match reader.next_message() {
@@ -277,6 +283,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = self.connection.abort.cancelled() => return self.aborted(),
+                _ = expiry(expires), if expires.is_some() => return CloseReason::AuthenticationExpired,
                 _ = self.connection.lost.notified(), if resumable => {
                     if self.connection.take_lost() && !self.resume(reader, inbound).await {
                         return CloseReason::TransportLost;
@@ -614,6 +621,18 @@ impl Session {
         self.unsubscribe(Interest::Connection(self.connection.id.clone()))
             .await;
     }
+}
+
+/// Resolves when `expires_at` (seconds since the Unix epoch) has passed; never without one.
+async fn expiry(expires_at: Option<u64>) {
+    let Some(expires_at) = expires_at else {
+        return std::future::pending().await;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(expires_at.saturating_sub(now))).await;
 }
 
 /// The next tick of an optional interval (never, without one).
