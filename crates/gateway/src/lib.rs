@@ -43,6 +43,7 @@ pub(crate) struct GatewayInner {
     pub(crate) routes: Vec<(String, RouteHandler)>,
     pub(crate) negotiate_hook: Option<NegotiateHook>,
     pub(crate) auth: Option<Arc<auth::JwtAuth>>,
+    pub(crate) cors: http::cors::Cors,
 }
 
 /// Why a gateway could not be built.
@@ -76,6 +77,7 @@ pub struct GatewayBuilder {
     routes: Vec<(String, RouteHandler)>,
     negotiate_hook: Option<NegotiateHook>,
     auth: Option<Arc<auth::JwtAuth>>,
+    allowed_origins: Vec<String>,
 }
 
 impl GatewayBuilder {
@@ -87,7 +89,15 @@ impl GatewayBuilder {
             routes: Vec::new(),
             negotiate_hook: None,
             auth: None,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Origins allowed to call cross-origin with credentials (`*` for any); they also bound the
+    /// `Origin` of WebSocket upgrades. Empty (the default): no CORS, WebSocket origins unchecked.
+    pub fn allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.allowed_origins = origins;
+        self
     }
 
     /// Authenticates negotiate and transport requests with JWT bearer tokens.
@@ -163,6 +173,7 @@ impl GatewayBuilder {
                 routes: self.routes,
                 negotiate_hook: self.negotiate_hook,
                 auth: self.auth,
+                cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,
         })

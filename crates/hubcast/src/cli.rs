@@ -53,6 +53,10 @@ pub(crate) struct ServeArgs {
     /// Mounts the endpoints the official SignalR client's functional tests expect.
     #[arg(long, env = "HUBCAST_CONFORMANCE")]
     pub(crate) conformance: bool,
+    /// Browser origins allowed cross-origin, comma-separated (`*` for any) [default: `allowed_origins` in
+    /// the file].
+    #[arg(long, env = "HUBCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) allowed_origins: Option<Vec<String>>,
     /// HMAC secret for HS256/384/512 bearer tokens.
     #[arg(long, env = "HUBCAST_JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,

@@ -36,6 +36,7 @@ struct FileConfig {
     node_id: String,
     #[serde(with = "humantime_serde")]
     shutdown_grace: Duration,
+    allowed_origins: Vec<String>,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
 }
@@ -47,6 +48,7 @@ impl Default for FileConfig {
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             node_id: String::new(),
             shutdown_grace: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
         }
@@ -60,6 +62,7 @@ pub(crate) struct Config {
     pub(crate) admin_listen: SocketAddr,
     pub(crate) node_id: Option<String>,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) allowed_origins: Vec<String>,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
 }
@@ -86,6 +89,7 @@ impl Config {
             admin_listen: parsed.admin_listen,
             node_id: Some(parsed.node_id).filter(|id| !id.is_empty()),
             shutdown_grace: parsed.shutdown_grace,
+            allowed_origins: parsed.allowed_origins,
             hub,
             hubs: parsed.hubs,
         };

@@ -105,7 +105,11 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(default_node_id);
 
     let backplane = Arc::new(MemoryBackplane::new());
-    let mut builder = GatewayBuilder::new(backplane);
+    let origins = args
+        .allowed_origins
+        .clone()
+        .unwrap_or_else(|| config.allowed_origins.clone());
+    let mut builder = GatewayBuilder::new(backplane).allowed_origins(origins);
     // Conformance mode issues its own test tokens: it needs a secret, and makes one up when none is set.
     let mut secret = args.jwt_secret.clone().map(String::into_bytes);
     if args.conformance && secret.is_none() && args.jwt_public_key.is_none() && args.jwks.is_none()

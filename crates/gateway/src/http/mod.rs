@@ -4,6 +4,7 @@
 //! builder: the auto builder kept about 6 KiB more per idle WebSocket, and SignalR clients speak
 //! HTTP/1.1 (fastwebsockets has no WebSockets over HTTP/2 anyway).
 
+pub(crate) mod cors;
 mod long_polling;
 mod negotiate;
 mod sse;
@@ -139,15 +140,23 @@ async fn route(
         if !is_transport && trimmed.strip_suffix("/negotiate") != Some(endpoint.path.as_str()) {
             continue;
         }
-        let user = match authenticate(&inner, endpoint, &request) {
-            Ok(user) => user,
-            Err(refusal) => return refusal.response(),
+        let headers = request.headers().clone();
+        if request.method() == Method::OPTIONS {
+            return inner.cors.preflight(&headers);
+        }
+        let mut response = match authenticate(&inner, endpoint, &request) {
+            Err(refusal) => refusal.response(),
+            Ok(_)
+                if fastwebsockets::upgrade::is_upgrade_request(&request)
+                    && !inner.cors.websocket_allowed(&headers) =>
+            {
+                Refusal::Forbidden.response()
+            }
+            Ok(user) if is_transport => transport(&inner, endpoint, request, remote, user).await,
+            Ok(_) => negotiate::negotiate(&inner, endpoint, request),
         };
-        return if is_transport {
-            transport(&inner, endpoint, request, remote, user).await
-        } else {
-            negotiate::negotiate(&inner, endpoint, request)
-        };
+        inner.cors.decorate(&headers, &mut response);
+        return response;
     }
     text(StatusCode::NOT_FOUND, "Not Found")
 }
