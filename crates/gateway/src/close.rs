@@ -26,6 +26,8 @@ pub enum CloseReason {
     ServerShutdown,
     /// The connection's token expired (`close_on_authentication_expiration`).
     AuthenticationExpired,
+    /// The client kept calling over its rate limit.
+    RateLimited,
 }
 
 impl CloseReason {
@@ -42,6 +44,7 @@ impl CloseReason {
             CloseReason::ConnectedHandlerFailed(_) => "on_connected_failed",
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::AuthenticationExpired => "authentication_expired",
+            CloseReason::RateLimited => "rate_limited",
         }
     }
 
@@ -76,6 +79,12 @@ impl CloseReason {
             ),
             CloseReason::ConnectedHandlerFailed(detail) => (Some(with(detail)), false),
             CloseReason::ServerShutdown => (Some("Server is shutting down.".to_owned()), true),
+            CloseReason::RateLimited => (
+                Some(with(
+                    "RateLimitExceeded: too many invocations over the rate limit.",
+                )),
+                false,
+            ),
             CloseReason::AuthenticationExpired => (
                 Some(with(
                     "AuthenticationExpired: the connection's access token expired.",

@@ -35,6 +35,19 @@ pub struct HubOptions {
     pub supported_protocols: Vec<Protocol>,
     /// JSON property names of typed payloads: `camel-case` (the .NET default) or `as-declared`.
     pub json_naming_policy: NamingPolicy,
+    /// Invocations a connection may make per second (0: unlimited); `Hub::rate_limit` sets it per
+    /// method. Default 0.
+    pub invocation_rate: f64,
+    /// Invocations a connection may make at once above `invocation_rate`. Default 20.
+    pub invocation_burst: f64,
+    /// A client whose calls are refused this many times in a row is closed (0: never). Default 100.
+    pub close_after_rate_limited: u32,
+    /// Groups one connection may belong to (0: unlimited). Default 0.
+    pub max_groups_per_connection: usize,
+    /// Connections one user may hold on this node (0: unlimited); more get 429. Default 0.
+    pub max_connections_per_user: usize,
+    /// Connections one client IP address may hold on this node (0: unlimited); more get 429. Default 0.
+    pub max_connections_per_ip: usize,
     /// Refuse negotiate and transport requests without a valid token (401, empty body). Default false.
     pub require_authentication: bool,
     /// Close a connection when its token expires (`allowReconnect: true`, so the client comes back with a
@@ -83,6 +96,12 @@ impl Default for HubOptions {
             enable_detailed_errors: false,
             supported_protocols: Protocol::ALL.to_vec(),
             json_naming_policy: NamingPolicy::CamelCase,
+            invocation_rate: 0.0,
+            invocation_burst: 20.0,
+            close_after_rate_limited: 100,
+            max_groups_per_connection: 0,
+            max_connections_per_user: 0,
+            max_connections_per_ip: 0,
             require_authentication: false,
             close_on_authentication_expiration: false,
             allow_stateful_reconnects: false,

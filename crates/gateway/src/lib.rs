@@ -164,7 +164,12 @@ impl GatewayBuilder {
                 }
                 PendingApp::Raw(handler) => App::Raw(handler),
             };
-            endpoints.push(Arc::new(Endpoint { path, options, app }));
+            endpoints.push(Arc::new(Endpoint {
+                path,
+                options,
+                app,
+                occupancy: Default::default(),
+            }));
         }
         Ok(Gateway {
             inner: Arc::new(GatewayInner {

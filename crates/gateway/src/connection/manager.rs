@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use hubcast_backplane::ConnectionId;
+use std::net::IpAddr;
+
+use hubcast_backplane::{ConnectionId, UserId};
 use hubcast_protocol::ids::{self, RandomError};
 use tokio_util::sync::CancellationToken;
 
@@ -20,25 +22,44 @@ pub(crate) struct ConnectionManager {
 }
 
 impl ConnectionManager {
-    /// Creates and registers a connection. With negotiate version 0 the token is the connection id.
+    /// Creates and registers a connection for `owner` at `address`. With negotiate version 0 the token
+    /// is the connection id. `None` when the owner or address already holds its maximum.
     pub(crate) fn create(
         &self,
         endpoint: Arc<Endpoint>,
         negotiate_version: i32,
-    ) -> Result<Arc<Connection>, RandomError> {
+        owner: Option<UserId>,
+        address: Option<IpAddr>,
+    ) -> Result<Option<Arc<Connection>>, RandomError> {
         let id = ids::random_id()?;
         let token: Arc<str> = if negotiate_version > 0 {
             Arc::from(ids::random_id()?)
         } else {
             Arc::from(id.as_str())
         };
+        if !endpoint
+            .occupancy
+            .admit(owner.as_ref(), address, &endpoint.options)
+        {
+            return Ok(None);
+        }
         let connection = Arc::new(Connection::new(
             ConnectionId::new(id),
             token.clone(),
             endpoint,
+            owner,
+            address,
         ));
         self.connections.insert(token, connection.clone());
-        Ok(connection)
+        Ok(Some(connection))
+    }
+
+    /// Stops counting a connection that left the table.
+    fn forget(connection: &Connection) {
+        connection
+            .endpoint
+            .occupancy
+            .release(connection.owner.as_ref(), connection.address);
     }
 
     /// Looks a connection up by the `id` query parameter's value.
@@ -48,7 +69,9 @@ impl ConnectionManager {
 
     /// Forgets a connection (its application, if any, must already be ending).
     pub(crate) fn remove(&self, token: &str) {
-        self.connections.remove(token);
+        if let Some((_, connection)) = self.connections.remove(token) {
+            Self::forget(&connection);
+        }
     }
 
     /// Number of live connections.
@@ -61,7 +84,11 @@ impl ConnectionManager {
     pub(crate) fn close_all(&self, reason: &crate::close::CloseReason) {
         self.connections.retain(|_, connection| {
             connection.close_with(reason.clone());
-            connection.has_open_request()
+            let keep = connection.has_open_request();
+            if !keep {
+                Self::forget(connection);
+            }
+            keep
         });
     }
 

@@ -66,6 +66,10 @@ enum InboundSlot {
 /// One transport-level connection.
 pub(crate) struct Connection {
     pub(crate) id: ConnectionId,
+    /// The user that created it (counted against `max_connections_per_user`).
+    pub(crate) owner: Option<hubcast_backplane::UserId>,
+    /// The client address that created it (counted against `max_connections_per_ip`).
+    pub(crate) address: Option<std::net::IpAddr>,
     pub(crate) token: Arc<str>,
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) outbound: Outbound,
@@ -103,10 +107,18 @@ pub(crate) type WebSocket =
     fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 impl Connection {
-    pub(crate) fn new(id: ConnectionId, token: Arc<str>, endpoint: Arc<Endpoint>) -> Self {
+    pub(crate) fn new(
+        id: ConnectionId,
+        token: Arc<str>,
+        endpoint: Arc<Endpoint>,
+        owner: Option<hubcast_backplane::UserId>,
+        address: Option<std::net::IpAddr>,
+    ) -> Self {
         let limit = endpoint.options.transport_max_buffer_size;
         Self {
             id,
+            owner,
+            address,
             token,
             endpoint,
             outbound: Outbound::new(limit),

@@ -153,7 +153,7 @@ async fn route(
                 Refusal::Forbidden.response()
             }
             Ok(user) if is_transport => transport(&inner, endpoint, request, remote, user).await,
-            Ok(_) => negotiate::negotiate(&inner, endpoint, request),
+            Ok(user) => negotiate::negotiate(&inner, endpoint, request, user, remote),
         };
         inner.cors.decorate(&headers, &mut response);
         return response;
@@ -226,6 +226,7 @@ fn accepts_event_stream<B>(request: &Request<B>) -> bool {
 pub(crate) enum Refusal {
     Unauthorized,
     Forbidden,
+    TooManyConnections,
     NoId,
     UnknownId,
     NotSupported(Transport),
@@ -244,6 +245,7 @@ impl Refusal {
             // Empty body: the JS client then reports `Unauthorized: Status code '401'`.
             Refusal::Unauthorized => return empty(StatusCode::UNAUTHORIZED),
             Refusal::Forbidden => return empty(StatusCode::FORBIDDEN),
+            Refusal::TooManyConnections => (StatusCode::TOO_MANY_REQUESTS, "Too many connections"),
             Refusal::NoId => (StatusCode::BAD_REQUEST, "Connection ID required"),
             Refusal::UnknownId => (StatusCode::NOT_FOUND, "No Connection with that ID"),
             Refusal::NotSupported(Transport::WebSockets) => (

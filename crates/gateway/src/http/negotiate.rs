@@ -7,14 +7,18 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hubcast_protocol::negotiate::{NegotiateRequest, NegotiateResponse};
 
-use super::{Body, bytes, text};
+use super::{Body, Refusal, bytes, text};
 use crate::GatewayInner;
 use crate::endpoint::Endpoint;
+use crate::hub::User;
+use std::net::SocketAddr;
 
 pub(super) fn negotiate<B>(
     inner: &GatewayInner,
     endpoint: &Arc<Endpoint>,
     request: Request<B>,
+    user: Option<User>,
+    remote: SocketAddr,
 ) -> Response<Body> {
     if request.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
@@ -24,12 +28,18 @@ pub(super) fn negotiate<B>(
     let options = &endpoint.options;
     let body = match asked.select_version(options.minimum_protocol_version) {
         Err(error) => NegotiateResponse::error(error.to_string()),
-        Ok(version) => match inner.manager.create(endpoint.clone(), version) {
+        Ok(version) => match inner.manager.create(
+            endpoint.clone(),
+            version,
+            user.map(|u| u.id),
+            Some(remote.ip()),
+        ) {
             Err(error) => {
                 tracing::error!(%error, "cannot create a connection id");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
-            Ok(connection) => {
+            Ok(None) => return Refusal::TooManyConnections.response(),
+            Ok(Some(connection)) => {
                 let stateful = options.allow_stateful_reconnects && asked.use_stateful_reconnect;
                 if stateful {
                     connection.set_stateful_negotiated();

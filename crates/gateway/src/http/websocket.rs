@@ -46,8 +46,14 @@ pub(super) fn upgrade(
         // Skip-negotiation clients: a fresh connection, negotiate version 0.
         inner
             .manager
-            .create(endpoint.clone(), 0)
+            .create(
+                endpoint.clone(),
+                0,
+                user.as_ref().map(|u| u.id.clone()),
+                Some(remote.ip()),
+            )
             .map_err(|_| Refusal::Internal)?
+            .ok_or(Refusal::TooManyConnections)?
     };
     let (response, upgraded) =
         fastwebsockets::upgrade::upgrade(&mut request).map_err(|_| Refusal::BadUpgrade)?;

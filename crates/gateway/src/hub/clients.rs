@@ -10,6 +10,7 @@ use hubcast_protocol::{HubMessage, Invocation, encode_message};
 use serde::Serialize;
 
 use super::context::InvocationScope;
+use super::limits::MAX_GROUP_NAME;
 use super::runtime::HubShared;
 
 /// Why a send failed.
@@ -29,6 +30,12 @@ pub enum GroupError {
     /// No connection with that id on this node.
     #[error("connection '{0}' does not exist on this node")]
     UnknownConnection(ConnectionId),
+    /// Group names are 1 to 1024 characters.
+    #[error("group names must be 1 to 1024 characters long")]
+    InvalidName,
+    /// The connection is in `max_groups_per_connection` groups already.
+    #[error("the connection is in too many groups")]
+    TooManyGroups,
     /// The backplane refused the subscription.
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
@@ -326,11 +333,14 @@ impl Groups {
         group: impl Into<GroupName>,
     ) -> Result<(), GroupError> {
         let group = group.into();
-        let first = self
-            .shared
-            .registry
-            .add_to_group(connection, &group)
-            .ok_or_else(|| GroupError::UnknownConnection(connection.clone()))?;
+        if group.as_str().is_empty() || group.as_str().chars().count() > MAX_GROUP_NAME {
+            return Err(GroupError::InvalidName);
+        }
+        let first = self.shared.registry.add_to_group(
+            connection,
+            &group,
+            self.shared.options.max_groups_per_connection,
+        )?;
         if first {
             self.shared
                 .backplane

@@ -111,6 +111,11 @@ pub(crate) fn unauthorized(target: &str) -> String {
     format!("Failed to invoke '{target}' because user is unauthorized")
 }
 
+/// The Completion error for a call over its rate limit.
+pub(crate) fn rate_limited(target: &str) -> String {
+    format!("Failed to invoke '{target}' because the rate limit was exceeded.")
+}
+
 /// The Completion error for an unknown method.
 pub(crate) fn unknown_method(target: &str) -> String {
     format!("Unknown hub method '{target}'")

@@ -23,6 +23,7 @@ mod clients;
 mod context;
 pub(crate) mod error;
 mod handler;
+mod limits;
 mod params;
 pub(crate) mod registry;
 mod runtime;
@@ -61,6 +62,8 @@ pub struct Hub<S> {
     methods: HashMap<String, Arc<dyn ErasedMethod<S>>>,
     /// Roles required per method (lower-cased name): the caller needs one of them.
     roles: HashMap<String, Vec<String>>,
+    /// Invocation rates per method (lower-cased name): calls a second, burst.
+    rates: HashMap<String, (f64, f64)>,
     on_connected: Option<Lifecycle<S>>,
     on_disconnected: Option<Disconnected<S>>,
 }
@@ -74,6 +77,7 @@ impl<S: Send + Sync + 'static> Hub<S> {
                 state: Arc::new(state),
                 methods: HashMap::new(),
                 roles: HashMap::new(),
+                rates: HashMap::new(),
                 on_connected: None,
                 on_disconnected: None,
             },
@@ -128,6 +132,15 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
         self
     }
 
+    /// Limits each connection to `per_second` calls of `method` (with `burst` at once), on top of the
+    /// hub's `invocation_rate`.
+    pub fn rate_limit(mut self, method: &str, per_second: f64, burst: f64) -> Self {
+        self.hub
+            .rates
+            .insert(method.to_lowercase(), (per_second, burst));
+        self
+    }
+
     /// Runs when a connection has completed its handshake, before its messages are read. An error
     /// closes the connection (`allowReconnect: false`).
     pub fn on_connected<F, Fut>(mut self, handler: F) -> Self
@@ -162,6 +175,8 @@ pub(crate) trait HubApp: Send + Sync + 'static {
     fn is_streaming(&self, target: &str) -> Option<bool>;
     /// Whether `user` may call `target` (its required roles).
     fn authorized(&self, target: &str, user: Option<&User>) -> bool;
+    /// The per-method invocation rate of `target`, if it has one.
+    fn rate_limit(&self, target: &str) -> Option<(f64, f64)>;
     /// `None` for an unknown method.
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>>;
     fn on_connected(
@@ -222,6 +237,10 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
                 user.is_some_and(|user| user.roles.iter().any(|role| required.contains(role)))
             }
         }
+    }
+
+    fn rate_limit(&self, target: &str) -> Option<(f64, f64)> {
+        self.rates.get(&target.to_lowercase()).copied()
     }
 
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>> {

@@ -15,6 +15,7 @@ use hubcast_backplane::{ConnectionId, GroupName, LocalDelivery, Publish, Target,
 use hubcast_protocol::{Outcome, Protocol};
 use tokio::sync::oneshot;
 
+use super::clients::GroupError;
 use crate::close::CloseReason;
 use crate::connection::{Connection, PushError, Replay};
 
@@ -217,14 +218,30 @@ impl Registry {
         }
     }
 
-    /// Adds a local connection to a group: `None` if unknown, else whether it is the group's first
-    /// local member.
-    pub(crate) fn add_to_group(&self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
-        let connection = self.connections.get(id)?.value().clone();
-        if !connection.groups().insert(group.clone()) {
-            return Some(false);
+    /// Adds a local connection to a group (at most `limit` groups a connection, 0: unlimited); true when
+    /// it is the group's first local member.
+    pub(crate) fn add_to_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+        limit: usize,
+    ) -> Result<bool, GroupError> {
+        let connection = self
+            .connections
+            .get(id)
+            .map(|c| c.value().clone())
+            .ok_or_else(|| GroupError::UnknownConnection(id.clone()))?;
+        {
+            let mut groups = connection.groups();
+            if groups.contains(group) {
+                return Ok(false);
+            }
+            if limit > 0 && groups.len() >= limit {
+                return Err(GroupError::TooManyGroups);
+            }
+            groups.insert(group.clone());
         }
-        Some(insert_member(&self.groups, group.clone(), &connection))
+        Ok(insert_member(&self.groups, group.clone(), &connection))
     }
 
     /// Removes a local connection from a group: `None` if unknown, else whether the group has no local

@@ -31,6 +31,7 @@ use super::context::Caller;
 use super::context::InvocationScope;
 use super::error::{self, BindingError};
 use super::handler::Bound;
+use super::limits::Bucket;
 use super::params::{Binder, UploadItem};
 use super::registry::HubConnection;
 use super::runtime::HubRuntime;
@@ -53,6 +54,24 @@ struct Session {
     lifetime: CancellationToken,
     /// Stateful reconnect's count of received sequenced messages, when it is on.
     sequence: Option<Mutex<Received>>,
+    /// Invocation rate limits of this connection.
+    limits: Mutex<CallLimits>,
+}
+
+/// Token buckets of one connection: the hub's, and per method.
+#[derive(Debug, Default)]
+struct CallLimits {
+    hub: Option<Bucket>,
+    methods: std::collections::HashMap<String, Bucket>,
+    refused_in_a_row: u32,
+}
+
+/// What the rate limits say about a call.
+enum Admission {
+    Admitted,
+    Refused,
+    /// Refused too many times in a row: the connection closes.
+    Abusive,
 }
 
 /// What stateful reconnect tracks of received messages.
@@ -150,6 +169,11 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         streams: Arc::new(ActiveStreams::default()),
         lifetime: CancellationToken::new(),
         sequence: stateful.then(|| Mutex::new(Received::default())),
+        limits: Mutex::new(CallLimits {
+            hub: (options.invocation_rate > 0.0)
+                .then(|| Bucket::new(options.invocation_rate, options.invocation_burst)),
+            ..CallLimits::default()
+        }),
     };
     let reader = MessageReader::with_buffer(protocol, options.max_message_size(), rest);
     let reason = session.connected(reader, &mut inbound).await;
@@ -478,6 +502,14 @@ impl Session {
             fail(error::unauthorized(&target));
             return None;
         }
+        match self.admit(&target) {
+            Admission::Admitted => {}
+            Admission::Refused => {
+                fail(error::rate_limited(&target));
+                return None;
+            }
+            Admission::Abusive => return Some(CloseReason::RateLimited),
+        }
         if let Some(id) = invocation_id.as_deref().filter(|_| streaming_call)
             && self.streams.in_use(id)
         {
@@ -566,6 +598,38 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Takes a token of the hub's bucket and the method's, if they have them.
+    fn admit(&self, target: &str) -> Admission {
+        let per_method = self.hub.app.rate_limit(target);
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        if limits.hub.is_none() && per_method.is_none() {
+            return Admission::Admitted;
+        }
+        let now = std::time::Instant::now();
+        let hub_ok = limits
+            .hub
+            .as_mut()
+            .is_none_or(|bucket| bucket.try_take(now));
+        let method_ok = per_method.is_none_or(|(rate, burst)| {
+            limits
+                .methods
+                .entry(target.to_lowercase())
+                .or_insert_with(|| Bucket::new(rate, burst))
+                .try_take(now)
+        });
+        if hub_ok && method_ok {
+            limits.refused_in_a_row = 0;
+            return Admission::Admitted;
+        }
+        limits.refused_in_a_row += 1;
+        let close_after = self.hub.shared.options.close_after_rate_limited;
+        if close_after > 0 && limits.refused_in_a_row >= close_after {
+            Admission::Abusive
+        } else {
+            Admission::Refused
+        }
     }
 
     fn sink(&self) -> StreamSink {

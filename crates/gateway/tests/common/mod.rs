@@ -135,6 +135,8 @@ pub fn test_hub() -> Hub<State> {
                 Ok(sum)
             },
         )
+        .method("Limited", |_: Ctx| async move { Ok(()) })
+        .rate_limit("Limited", 1.0, 1.0)
         .method("WhoAmI", |ctx: Ctx| async move {
             Ok(ctx.user_id().map(|u| u.to_string()))
         })

@@ -1,0 +1,178 @@
+//! Abuse limits: invocation rates per connection and per method (refused, then closed when it goes on),
+//! groups per connection and group-name length, connections per client address.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hubcast_gateway::HubOptions;
+use hubcast_protocol::{HubMessage, Outcome, Protocol};
+
+async fn call(client: &mut HubClient, id: &str, target: &str, args: &str) -> Outcome {
+    client
+        .send_json(&format!(
+            r#"{{"type":1,"invocationId":"{id}","target":"{target}","arguments":[{args}]}}"#
+        ))
+        .await;
+    loop {
+        match client.next_non_ping(SECOND * 5).await {
+            Some(HubMessage::Completion(c)) if c.invocation_id == id => return c.outcome,
+            Some(_) => continue,
+            None => panic!("no completion for {id}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_refuse_then_recover() {
+    let options = HubOptions {
+        invocation_rate: 2.0,
+        invocation_burst: 2.0,
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    assert!(matches!(
+        call(&mut client, "1", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    assert!(matches!(
+        call(&mut client, "2", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    assert_eq!(
+        error_text(call(&mut client, "3", "Echo", "\"a\"").await),
+        "Failed to invoke 'Echo' because the rate limit was exceeded."
+    );
+    // Refilled at two calls a second, up to the burst of two.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        call(&mut client, "4", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    // A per-method limit applies on top: Limited allows one call a second.
+    assert!(matches!(
+        call(&mut client, "5", "Limited", "").await,
+        Outcome::Result(_)
+    ));
+    assert_eq!(
+        error_text(call(&mut client, "6", "limited", "").await),
+        "Failed to invoke 'limited' because the rate limit was exceeded."
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_keeps_going_over_the_limit_is_closed() {
+    let options = HubOptions {
+        invocation_rate: 1.0,
+        invocation_burst: 1.0,
+        close_after_rate_limited: 5,
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch.push_str(&format!(
+            "{{\"type\":1,\"invocationId\":\"{i}\",\"target\":\"Echo\",\"arguments\":[\"x\"]}}\x1e"
+        ));
+    }
+    client.send_raw(batch.as_bytes()).await;
+    let close = loop {
+        match client.next_non_ping(SECOND * 5).await.unwrap() {
+            HubMessage::Close(close) => break close,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        close.error.as_deref(),
+        Some("Connection closed with an error.")
+    );
+    assert!(!close.allow_reconnect);
+}
+
+#[tokio::test]
+async fn group_limits() {
+    let options = HubOptions {
+        max_groups_per_connection: 2,
+        enable_detailed_errors: true,
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    assert!(matches!(
+        call(&mut client, "1", "Join", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    assert!(matches!(
+        call(&mut client, "2", "Join", "\"b\"").await,
+        Outcome::Result(_)
+    ));
+    assert!(
+        matches!(
+            call(&mut client, "3", "Join", "\"a\"").await,
+            Outcome::Result(_)
+        ),
+        "joining again is fine"
+    );
+    assert!(
+        error_text(call(&mut client, "4", "Join", "\"c\"").await)
+            .ends_with("the connection is in too many groups")
+    );
+    let long = format!("\"{}\"", "g".repeat(1025));
+    assert!(
+        error_text(call(&mut client, "6", "Join", &long).await)
+            .ends_with("group names must be 1 to 1024 characters long")
+    );
+    assert!(
+        error_text(call(&mut client, "7", "Join", "\"\"").await)
+            .ends_with("group names must be 1 to 1024 characters long")
+    );
+}
+
+#[tokio::test]
+async fn connections_per_address() {
+    let server = start(HubOptions {
+        max_connections_per_ip: 2,
+        ..HubOptions::default()
+    })
+    .await;
+    let negotiate = || {
+        http(
+            server.addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &[],
+            b"",
+        )
+    };
+    assert_eq!(negotiate().await.status, 200);
+    let second = negotiate().await;
+    assert_eq!(second.status, 200);
+    let third = negotiate().await;
+    assert_eq!(
+        (third.status, third.text().as_str()),
+        (429, "Too many connections")
+    );
+    // Ending a connection frees its place.
+    let token = second.json()["connectionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        http(server.addr, "GET", &format!("/hub?id={token}"), &[], b"")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        http(server.addr, "DELETE", &format!("/hub?id={token}"), &[], b"")
+            .await
+            .status,
+        202
+    );
+    assert_eq!(negotiate().await.status, 200);
+}
