@@ -43,6 +43,7 @@ pub(crate) struct GatewayInner {
     pub(crate) routes: Vec<(String, RouteHandler)>,
     pub(crate) negotiate_hook: Option<NegotiateHook>,
     pub(crate) auth: Option<Arc<auth::JwtAuth>>,
+    pub(crate) sessions: Option<Arc<auth::SessionCookies>>,
     pub(crate) cors: http::cors::Cors,
 }
 
@@ -77,6 +78,7 @@ pub struct GatewayBuilder {
     routes: Vec<(String, RouteHandler)>,
     negotiate_hook: Option<NegotiateHook>,
     auth: Option<Arc<auth::JwtAuth>>,
+    sessions: Option<Arc<auth::SessionCookies>>,
     allowed_origins: Vec<String>,
 }
 
@@ -89,8 +91,15 @@ impl GatewayBuilder {
             routes: Vec::new(),
             negotiate_hook: None,
             auth: None,
+            sessions: None,
             allowed_origins: Vec::new(),
         }
+    }
+
+    /// Accepts session cookies and mounts the `/auth/…` sign-in routes (see [`auth::SessionCookies`]).
+    pub fn session_cookies(mut self, sessions: auth::SessionCookies) -> Self {
+        self.sessions = Some(Arc::new(sessions));
+        self
     }
 
     /// Origins allowed to call cross-origin with credentials (`*` for any); they also bound the
@@ -144,7 +153,13 @@ impl GatewayBuilder {
     }
 
     /// Validates the options and starts the hubs.
-    pub async fn build(self) -> Result<Gateway, BuildError> {
+    pub async fn build(mut self) -> Result<Gateway, BuildError> {
+        if let Some(sessions) = &self.sessions {
+            self.routes.push((
+                "/auth/".to_owned(),
+                sessions.clone().routes(self.auth.clone()),
+            ));
+        }
         let mut endpoints = Vec::new();
         let mut hubs = HashMap::new();
         for (path, options, app) in self.endpoints {
@@ -178,6 +193,7 @@ impl GatewayBuilder {
                 routes: self.routes,
                 negotiate_hook: self.negotiate_hook,
                 auth: self.auth,
+                sessions: self.sessions,
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,

@@ -244,3 +244,115 @@ async fn an_expiring_token_closes_its_connection_when_asked_to() {
         Some("ann")
     );
 }
+
+#[tokio::test]
+async fn session_cookies_sign_in_and_out() {
+    use hubcast_gateway::auth::SessionCookies;
+    let sessions = SessionCookies::new(b"cookie secret", std::time::Duration::from_secs(3600));
+    let server = start_with_sessions(required(), Some(JwtAuth::hmac(SECRET)), Some(sessions)).await;
+    let addr = server.addr;
+    // Exchanging a valid bearer token for a cookie.
+    assert_eq!(
+        http(addr, "POST", "/auth/login", &[], b"").await.status,
+        401
+    );
+    let bearer = format!("Bearer {}", token(SECRET, "ann", &["admin"], 60));
+    let login = http(
+        addr,
+        "POST",
+        "/auth/login",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let negotiate = http(
+        addr,
+        "POST",
+        "/hub/negotiate?negotiateVersion=1",
+        &[("cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(negotiate.status, 200);
+    // A tampered cookie is no cookie.
+    let tampered = format!("{cookie}x");
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &[("cookie", &tampered)],
+            b""
+        )
+        .await
+        .status,
+        401
+    );
+    // Behind https the cookie is Secure.
+    let secure = http(
+        addr,
+        "POST",
+        "/auth/login",
+        &[("authorization", &bearer), ("x-forwarded-proto", "https")],
+        b"",
+    )
+    .await;
+    assert!(
+        secure.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    // Logout clears it; the dev login is off unless enabled.
+    let logout = http(addr, "POST", "/auth/logout", &[("cookie", &cookie)], b"").await;
+    assert_eq!(logout.status, 204);
+    assert!(
+        logout.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        http(addr, "POST", "/auth/dev-login?user=eve", &[], b"")
+            .await
+            .status,
+        404
+    );
+
+    // With the dev login, anyone signs in as anyone (development only) and gets a usable token.
+    let sessions = SessionCookies::new(b"cookie secret", std::time::Duration::from_secs(3600))
+        .with_dev_login();
+    let dev = start_with_sessions(required(), None, Some(sessions)).await;
+    let login = http(
+        dev.addr,
+        "POST",
+        "/auth/dev-login?user=eve&role=admin",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let access_token = login.json()["accessToken"].as_str().unwrap().to_owned();
+    let path = format!("/hub?access_token={access_token}");
+    let mut client = HubClient::connect_to(dev.addr, &path, Protocol::Json, 1).await;
+    client
+        .send_json(r#"{"type":1,"invocationId":"1","target":"Admin","arguments":[]}"#)
+        .await;
+    assert_eq!(
+        result::<String>(completion(client.next_non_ping(SECOND * 5).await).1),
+        "admin things"
+    );
+    assert_eq!(
+        http(dev.addr, "POST", "/auth/dev-login", &[], b"")
+            .await
+            .status,
+        400
+    );
+}

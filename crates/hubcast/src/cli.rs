@@ -72,6 +72,13 @@ pub(crate) struct ServeArgs {
     /// Required `aud` of bearer tokens.
     #[arg(long, env = "HUBCAST_JWT_AUDIENCE")]
     pub(crate) jwt_audience: Option<String>,
+    /// Secret that signs session cookies (the same on every node) [default: the JWT secret, else random].
+    #[arg(long, env = "HUBCAST_SESSION_SECRET", hide_env_values = true)]
+    pub(crate) session_secret: Option<String>,
+    /// Enables the dev login (`POST /auth/dev-login?user=NAME`) even though a key is configured. Without
+    /// any key it is always on.
+    #[arg(long, env = "HUBCAST_DEV_AUTH")]
+    pub(crate) dev_auth: bool,
     /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`).
     #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,

@@ -7,13 +7,14 @@ mod conformance;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use hubcast_backplane::MemoryBackplane;
 use hubcast_gateway::GatewayBuilder;
 use hubcast_gateway::admin::{self, Readiness};
-use hubcast_gateway::auth::JwtAuth;
+use hubcast_gateway::auth::{JwtAuth, SessionCookies};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -110,15 +111,37 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| config.allowed_origins.clone());
     let mut builder = GatewayBuilder::new(backplane).allowed_origins(origins);
-    // Conformance mode issues its own test tokens: it needs a secret, and makes one up when none is set.
-    let mut secret = args.jwt_secret.clone().map(String::into_bytes);
-    if args.conformance && secret.is_none() && args.jwt_public_key.is_none() && args.jwks.is_none()
-    {
-        secret = Some(hubcast_protocol::ids::random_id()?.into_bytes());
+    // Without any key configured: dev mode, with a secret made up for this process.
+    let key_configured =
+        args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
+    let random = hubcast_protocol::ids::random_id()?.into_bytes();
+    let secret = match &args.jwt_secret {
+        Some(secret) => Some(secret.clone().into_bytes()),
+        None if !key_configured => Some(random.clone()),
+        None => None,
+    };
+    if !key_configured {
+        tracing::warn!(
+            "DEV MODE: no token key is configured (--jwt-secret, --jwt-public-key or --jwks), so anyone \
+             can sign in as anyone at POST /auth/dev-login and tokens are signed with a random secret of \
+             this process. Do not expose this node."
+        );
     }
     if let Some(auth) = authentication(&args, secret.as_deref())? {
         builder = builder.authentication(auth);
     }
+    let session_secret = args
+        .session_secret
+        .clone()
+        .map(String::into_bytes)
+        .or_else(|| secret.clone())
+        .unwrap_or(random);
+    let sessions = SessionCookies::new(&session_secret, Duration::from_secs(24 * 3600));
+    builder = builder.session_cookies(if !key_configured || args.dev_auth {
+        sessions.with_dev_login()
+    } else {
+        sessions
+    });
     let mut test_hub = None;
     if args.conformance {
         let (mounted, handle) =

@@ -168,12 +168,16 @@ fn authenticate<B>(
     endpoint: &Endpoint,
     request: &Request<B>,
 ) -> Result<Option<User>, Refusal> {
-    let user = inner.auth.as_ref().and_then(|auth| {
-        let token = crate::auth::bearer_token(request.headers(), request.uri())?;
-        auth.validate(&token)
-            .inspect_err(|error| tracing::debug!(%error, "refused a token"))
-            .ok()
+    // A bearer token (the configured keys, or a session token handed out at sign-in), else the
+    // session cookie.
+    let bearer = crate::auth::bearer_token(request.headers(), request.uri()).and_then(|token| {
+        let configured = inner
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.validate(&token).ok());
+        configured.or_else(|| inner.sessions.as_ref()?.validate(&token))
     });
+    let user = bearer.or_else(|| inner.sessions.as_ref()?.user(request.headers()));
     if endpoint.options.require_authentication && user.is_none() {
         return Err(Refusal::Unauthorized);
     }

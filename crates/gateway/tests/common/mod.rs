@@ -185,12 +185,24 @@ pub async fn start_with(
     options: HubOptions,
     auth: Option<hubcast_gateway::auth::JwtAuth>,
 ) -> TestServer {
+    start_with_sessions(options, auth, None).await
+}
+
+/// As [`start_with`], also accepting session cookies.
+pub async fn start_with_sessions(
+    options: HubOptions,
+    auth: Option<hubcast_gateway::auth::JwtAuth>,
+    sessions: Option<hubcast_gateway::auth::SessionCookies>,
+) -> TestServer {
     let backplane = Arc::new(MemoryBackplane::new());
     let mut builder = GatewayBuilder::new(backplane)
         .hub("/hub", test_hub(), options.clone())
         .connection_handler("/echo", EchoHandler, options);
     if let Some(auth) = auth {
         builder = builder.authentication(auth);
+    }
+    if let Some(sessions) = sessions {
+        builder = builder.session_cookies(sessions);
     }
     let gateway = builder.build().await.unwrap();
     let gateway = Arc::new(gateway);

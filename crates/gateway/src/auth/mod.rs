@@ -10,7 +10,11 @@
 //! The user id is the first present claim of a configurable list (default `sub`, then the .NET
 //! `nameidentifier` claim, then `name`); roles come from `role`, `roles` or the .NET role claim.
 
+mod session;
+
 use std::borrow::Cow;
+
+pub use session::{COOKIE_NAME, SessionCookies};
 
 use hubcast_backplane::UserId;
 use jsonwebtoken::jwk::JwkSet;
