@@ -40,6 +40,10 @@ pub struct HubOptions {
     pub invocation_rate: f64,
     /// Invocations a connection may make at once above `invocation_rate`. Default 20.
     pub invocation_burst: f64,
+    /// Invocations one user may make per second over all their connections (0: unlimited). Default 0.
+    pub user_invocation_rate: f64,
+    /// Invocations one user may make at once above `user_invocation_rate`. Default 50.
+    pub user_invocation_burst: f64,
     /// A client whose calls are refused this many times in a row is closed (0: never). Default 100.
     pub close_after_rate_limited: u32,
     /// Groups one connection may belong to (0: unlimited). Default 0.
@@ -98,6 +102,8 @@ impl Default for HubOptions {
             json_naming_policy: NamingPolicy::CamelCase,
             invocation_rate: 0.0,
             invocation_burst: 20.0,
+            user_invocation_rate: 0.0,
+            user_invocation_burst: 50.0,
             close_after_rate_limited: 100,
             max_groups_per_connection: 0,
             max_connections_per_user: 0,

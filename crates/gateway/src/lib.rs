@@ -80,6 +80,7 @@ pub struct GatewayBuilder {
     auth: Option<Arc<auth::JwtAuth>>,
     sessions: Option<Arc<auth::SessionCookies>>,
     allowed_origins: Vec<String>,
+    limiter: Arc<dyn hub::RateLimiter>,
 }
 
 impl GatewayBuilder {
@@ -93,7 +94,14 @@ impl GatewayBuilder {
             auth: None,
             sessions: None,
             allowed_origins: Vec::new(),
+            limiter: Arc::new(hub::LocalRateLimiter::default()),
         }
+    }
+
+    /// Replaces the per-user rate limiter (by default counted in this process).
+    pub fn rate_limiter(mut self, limiter: Arc<dyn hub::RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Accepts session cookies and mounts the `/auth/…` sign-in routes (see [`auth::SessionCookies`]).
@@ -172,8 +180,13 @@ impl GatewayBuilder {
             }
             let app = match app {
                 PendingApp::Hub(hub) => {
-                    let runtime =
-                        HubRuntime::start(hub, options.clone(), self.backplane.clone()).await?;
+                    let runtime = HubRuntime::start(
+                        hub,
+                        options.clone(),
+                        self.backplane.clone(),
+                        self.limiter.clone(),
+                    )
+                    .await?;
                     hubs.insert(runtime.shared.name.to_string(), runtime.clone());
                     App::Hub(runtime)
                 }

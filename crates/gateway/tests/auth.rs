@@ -356,3 +356,28 @@ async fn session_cookies_sign_in_and_out() {
         400
     );
 }
+
+#[test]
+fn algorithm_confusion_is_refused() {
+    // A test key pair (generated for these tests; not a secret).
+    let public = include_bytes!("rsa_public.pem");
+    let private = include_bytes!("rsa_private.pem");
+    let auth = JwtAuth::public_key_pem(public).unwrap();
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({ "sub": "ann", "exp": now + 60 });
+    let rs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(private).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(auth.validate(&rs256).unwrap().id.as_str(), "ann");
+    // HS256 "signed" with the public key as the HMAC secret: the classic confusion attack.
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(public),
+    )
+    .unwrap();
+    assert!(auth.validate(&confused).is_err());
+}

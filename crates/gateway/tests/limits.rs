@@ -176,3 +176,40 @@ async fn connections_per_address() {
     );
     assert_eq!(negotiate().await.status, 200);
 }
+
+#[tokio::test]
+async fn a_user_rate_spans_all_of_its_connections() {
+    let options = HubOptions {
+        user_invocation_rate: 1.0,
+        user_invocation_burst: 2.0,
+        ..HubOptions::default()
+    };
+    let server = start_with(options, Some(hubcast_gateway::auth::JwtAuth::hmac(SECRET))).await;
+    let path = format!("/hub?access_token={}", token(SECRET, "ann", &[], 60));
+    let mut first = HubClient::connect_to(server.addr, &path, Protocol::Json, 1).await;
+    let mut second = HubClient::connect_to(server.addr, &path, Protocol::Json, 1).await;
+    let mut other = HubClient::connect_to(
+        server.addr,
+        &format!("/hub?access_token={}", token(SECRET, "bob", &[], 60)),
+        Protocol::Json,
+        1,
+    )
+    .await;
+    assert!(matches!(
+        call(&mut first, "1", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    assert!(matches!(
+        call(&mut second, "2", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+    assert_eq!(
+        error_text(call(&mut first, "3", "Echo", "\"a\"").await),
+        "Failed to invoke 'Echo' because the rate limit was exceeded."
+    );
+    // Another user has a bucket of their own.
+    assert!(matches!(
+        call(&mut other, "4", "Echo", "\"a\"").await,
+        Outcome::Result(_)
+    ));
+}

@@ -37,6 +37,33 @@ impl Bucket {
     }
 }
 
+/// Rate limits shared beyond one connection (per user). [`LocalRateLimiter`] counts on this node; a
+/// cluster-wide implementation (on the Redis backplane) can replace it through
+/// `GatewayBuilder::rate_limiter`.
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes a token from `key`'s bucket (`rate` a second, `burst` at most); false when it is empty.
+    fn try_acquire(&self, key: &str, rate: f64, burst: f64) -> bool;
+}
+
+/// Per-key token buckets in this process.
+#[derive(Default)]
+pub struct LocalRateLimiter {
+    buckets: dashmap::DashMap<String, Bucket>,
+}
+
+impl RateLimiter for LocalRateLimiter {
+    fn try_acquire(&self, key: &str, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        if let Some(mut bucket) = self.buckets.get_mut(key) {
+            return bucket.try_take(now);
+        }
+        self.buckets
+            .entry(key.to_owned())
+            .or_insert_with(|| Bucket::new(rate, burst))
+            .try_take(now)
+    }
+}
+
 /// The longest group name accepted (as the control API's limit).
 pub(crate) const MAX_GROUP_NAME: usize = 1024;
 

@@ -44,6 +44,7 @@ pub use clients::{
 pub use context::{Context, User};
 pub use error::{BindingError, HubError};
 pub use handler::{Handler, StreamHandler};
+pub use limits::{LocalRateLimiter, RateLimiter};
 pub use params::{Binder, ClientStream, Param};
 pub(crate) use runtime::{HubRuntime, HubShared};
 

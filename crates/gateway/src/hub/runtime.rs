@@ -17,6 +17,8 @@ pub(crate) struct HubShared {
     pub(crate) options: HubOptions,
     pub(crate) backplane: Arc<dyn Backplane>,
     pub(crate) registry: Arc<Registry>,
+    /// Per-user rate limits (shared beyond this connection).
+    pub(crate) limiter: Arc<dyn super::RateLimiter>,
     /// Numbers the server's client-result invocations (`s1`, `s2`, …: never a client stream id).
     result_ids: std::sync::atomic::AtomicU64,
 }
@@ -41,6 +43,7 @@ impl HubRuntime {
         app: Arc<dyn HubApp>,
         options: HubOptions,
         backplane: Arc<dyn Backplane>,
+        limiter: Arc<dyn super::RateLimiter>,
     ) -> Result<Arc<Self>, BackplaneError> {
         let registry = Arc::new(Registry::default());
         backplane.attach(app.name(), registry.clone()).await?;
@@ -49,6 +52,7 @@ impl HubRuntime {
             options,
             backplane,
             registry,
+            limiter,
             result_ids: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(Arc::new(Self { app, shared }))

@@ -602,16 +602,32 @@ impl Session {
 
     /// Takes a token of the hub's bucket and the method's, if they have them.
     fn admit(&self, target: &str) -> Admission {
+        let shared = &self.hub.shared;
+        let options = &shared.options;
         let per_method = self.hub.app.rate_limit(target);
+        let per_user = self
+            .caller
+            .user
+            .as_ref()
+            .filter(|_| options.user_invocation_rate > 0.0);
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        if limits.hub.is_none() && per_method.is_none() {
+        if limits.hub.is_none() && per_method.is_none() && per_user.is_none() {
             return Admission::Admitted;
         }
         let now = std::time::Instant::now();
-        let hub_ok = limits
-            .hub
-            .as_mut()
-            .is_none_or(|bucket| bucket.try_take(now));
+        let user_ok = per_user.is_none_or(|user| {
+            let key = format!("{}:{}", shared.name, user.id);
+            shared.limiter.try_acquire(
+                &key,
+                options.user_invocation_rate,
+                options.user_invocation_burst,
+            )
+        });
+        let hub_ok = user_ok
+            && limits
+                .hub
+                .as_mut()
+                .is_none_or(|bucket| bucket.try_take(now));
         let method_ok = per_method.is_none_or(|(rate, burst)| {
             limits
                 .methods
@@ -624,7 +640,7 @@ impl Session {
             return Admission::Admitted;
         }
         limits.refused_in_a_row += 1;
-        let close_after = self.hub.shared.options.close_after_rate_limited;
+        let close_after = options.close_after_rate_limited;
         if close_after > 0 && limits.refused_in_a_row >= close_after {
             Admission::Abusive
         } else {
