@@ -72,6 +72,10 @@ pub(crate) struct ServeArgs {
     /// Required `aud` of bearer tokens.
     #[arg(long, env = "HUBCAST_JWT_AUDIENCE")]
     pub(crate) jwt_audience: Option<String>,
+    /// Claims tried in order for the user id, comma-separated [default:
+    /// sub, the .NET nameidentifier claim, nameid, name].
+    #[arg(long, env = "HUBCAST_JWT_USER_CLAIM", value_delimiter = ',')]
+    pub(crate) jwt_user_claim: Option<Vec<String>>,
     /// Secret that signs session cookies (the same on every node) [default: the JWT secret, else random].
     #[arg(long, env = "HUBCAST_SESSION_SECRET", hide_env_values = true)]
     pub(crate) session_secret: Option<String>,

@@ -204,6 +204,10 @@ fn authentication(args: &ServeArgs, secret: Option<&[u8]>) -> anyhow::Result<Opt
     } else {
         return Ok(None);
     };
+    let auth = match &args.jwt_user_claim {
+        Some(claims) => auth.with_user_claims(claims.clone()),
+        None => auth,
+    };
     let auth = match &args.jwt_issuer {
         Some(issuer) => auth.with_issuer(issuer),
         None => auth,

@@ -202,22 +202,29 @@ fn user_from_claims(claims: Map<String, Value>, user_claims: &[String]) -> Resul
     })
 }
 
-/// The bearer token of a request: the `Authorization` header, else the `access_token` query parameter.
+/// The bearer token of a hub request: the `Authorization` header, else the `access_token` query
+/// parameter (hub paths only: browsers cannot send headers on WebSockets and EventSource).
 pub(crate) fn bearer_token<'a>(
     headers: &'a http::HeaderMap,
     uri: &'a http::Uri,
 ) -> Option<Cow<'a, str>> {
-    let header = headers
+    authorization_header(headers)
+        .map(Cow::Borrowed)
+        .or_else(|| {
+            hubcast_protocol::negotiate::query_param(uri.query().unwrap_or(""), "access_token")
+        })
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn authorization_header(headers: &http::HeaderMap) -> Option<&str> {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(|token| Cow::Borrowed(token.trim()));
-    header.or_else(|| {
-        hubcast_protocol::negotiate::query_param(uri.query().unwrap_or(""), "access_token")
-    })
+        .map(str::trim)
 }
 
 #[cfg(test)]

@@ -146,9 +146,10 @@ impl SessionCookies {
                 return response;
             }
             "/auth/login" => {
+                // The header only: tokens in URLs are for hub paths, where browsers have no choice.
                 let user = bearer.and_then(|auth| {
-                    let token = super::bearer_token(request.headers(), request.uri())?;
-                    auth.validate(&token).ok()
+                    let token = super::authorization_header(request.headers())?;
+                    auth.validate(token).ok()
                 });
                 match user {
                     Some(user) => (user.id.to_string(), user.roles),
