@@ -86,30 +86,9 @@ async fn preflights_grants_and_websocket_origins() {
     );
 
     let ws = |origin: &'static str| async move {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = http::Request::builder()
-            .uri(format!("http://{addr}/hub"))
-            .header("host", addr.to_string())
-            .header("origin", origin)
-            .header("upgrade", "websocket")
-            .header("connection", "upgrade")
-            .header(
-                "sec-websocket-key",
-                fastwebsockets::handshake::generate_key(),
-            )
-            .header("sec-websocket-version", "13")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        match fastwebsockets::handshake::client(
-            &hyper_util::rt::TokioExecutor::new(),
-            request,
-            stream,
-        )
-        .await
-        {
+        match ws_open_with(addr, "/hub", &[("origin", origin)]).await {
             Ok(_) => 101,
-            Err(fastwebsockets::WebSocketError::InvalidStatusCode(status)) => status,
-            Err(e) => panic!("{e}"),
+            Err(status) => status,
         }
     };
     assert_eq!(ws("https://evil.example").await, 403);

@@ -23,6 +23,19 @@ use serde_json::{Map, Value};
 
 use crate::hub::User;
 
+/// The RSA algorithms (PKCS#1 v1.5 and PSS).
+const RSA: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// The elliptic-curve algorithms.
+const EC: [Algorithm; 2] = [Algorithm::ES256, Algorithm::ES384];
+
 const NAME_IDENTIFIER: &str =
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
 const DOTNET_ROLE: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
@@ -91,44 +104,23 @@ impl JwtAuth {
     /// RS256/384/512 and PS256/384/512 with an RSA public key, or ES256/384 with an EC public key, in PEM.
     pub fn public_key_pem(pem: &[u8]) -> Result<Self, AuthError> {
         if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self::new(
-                Keys::Single(key),
-                vec![
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-            ));
+            return Ok(Self::new(Keys::Single(key), RSA.to_vec()));
         }
         let key =
             DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
-        Ok(Self::new(
-            Keys::Single(key),
-            vec![Algorithm::ES256, Algorithm::ES384],
-        ))
+        Ok(Self::new(Keys::Single(key), EC.to_vec()))
     }
 
     /// The keys of a JWKS document; tokens pick theirs by `kid`, with asymmetric algorithms only.
     pub fn jwks(json: &[u8]) -> Result<Self, AuthError> {
         let set: JwkSet =
             serde_json::from_slice(json).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
-        Ok(Self::new(
-            Keys::Set(set),
-            vec![
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-                Algorithm::ES256,
-                Algorithm::ES384,
-                Algorithm::EdDSA,
-            ],
-        ))
+        let algorithms = RSA
+            .into_iter()
+            .chain(EC)
+            .chain([Algorithm::EdDSA])
+            .collect();
+        Ok(Self::new(Keys::Set(set), algorithms))
     }
 
     /// Requires the `iss` claim to be `issuer`.

@@ -296,6 +296,15 @@ pub async fn ws_open(
     addr: SocketAddr,
     path_and_query: &str,
 ) -> Result<FragmentCollector<TokioIo<Upgraded>>, u16> {
+    ws_open_with(addr, path_and_query, &[]).await
+}
+
+/// [`ws_open`] with extra request headers.
+pub async fn ws_open_with(
+    addr: SocketAddr,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> Result<FragmentCollector<TokioIo<Upgraded>>, u16> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let request = http::Request::builder()
         .method("GET")
@@ -307,7 +316,10 @@ pub async fn ws_open(
             "sec-websocket-key",
             fastwebsockets::handshake::generate_key(),
         )
-        .header("sec-websocket-version", "13")
+        .header("sec-websocket-version", "13");
+    let request = headers
+        .iter()
+        .fold(request, |request, (k, v)| request.header(*k, *v))
         .body(Empty::<Bytes>::new())
         .unwrap();
     match fastwebsockets::handshake::client(&TokioExecutor::new(), request, stream).await {
