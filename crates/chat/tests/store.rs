@@ -1,0 +1,95 @@
+//! The SQLite store: history order and paging, direct-conversation keys, deletion, durability across a
+//! reopen.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use chrono::Utc;
+use hubcast_chat::{MessageStore, NoStore, SqliteStore, direct_room};
+
+fn temp_db(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hubcast-chat-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("history.db")
+}
+
+#[tokio::test]
+async fn history_is_oldest_first_and_pages_backwards() {
+    let store = SqliteStore::open(temp_db("paging")).unwrap();
+    for i in 0..10 {
+        store
+            .append("lobby", "ann", &format!("m{i}"), Utc::now())
+            .await
+            .unwrap();
+    }
+    store
+        .append("other", "bob", "elsewhere", Utc::now())
+        .await
+        .unwrap();
+    let recent = store.recent("lobby", None, 3).await.unwrap();
+    assert_eq!(
+        recent
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["m7", "m8", "m9"]
+    );
+    let older = store.recent("lobby", Some(recent[0].id), 3).await.unwrap();
+    assert_eq!(
+        older.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["m4", "m5", "m6"]
+    );
+    assert!(store.recent("nobody", None, 50).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn messages_survive_a_reopen_and_can_be_deleted() {
+    let path = temp_db("reopen");
+    let sent = {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .append("lobby", "ann", "kept", Utc::now())
+            .await
+            .unwrap()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let history = store.recent("lobby", None, 50).await.unwrap();
+    assert_eq!(history, vec![sent.clone()]);
+    assert_eq!(store.delete(sent.id).await.unwrap(), Some(sent));
+    assert!(store.recent("lobby", None, 50).await.unwrap().is_empty());
+    assert_eq!(store.delete(12345).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn direct_rooms_and_no_store() {
+    assert_eq!(direct_room("bob", "ann"), direct_room("ann", "bob"));
+    assert_eq!(direct_room("ann", "bob"), "dm:ann:bob");
+    let none = NoStore;
+    none.append("lobby", "ann", "x", Utc::now()).await.unwrap();
+    assert!(none.recent("lobby", None, 10).await.unwrap().is_empty());
+}
+
+#[test]
+fn stored_messages_serialize_as_the_client_reads_them() {
+    let message = hubcast_chat::StoredMessage {
+        id: 1,
+        room: "lobby".into(),
+        from_user: "ann".into(),
+        content: "hi".into(),
+        utc: hubcast_protocol::dotnet::DateTime(chrono::DateTime::from_timestamp(0, 0).unwrap()),
+    };
+    let json = serde_json_like(&message);
+    assert!(json.contains("\"fromUser\":\"ann\""), "{json}");
+    assert!(json.contains("\"utc\":\"1970-01-01T00:00:00Z\""), "{json}");
+}
+
+fn serde_json_like(message: &hubcast_chat::StoredMessage) -> String {
+    let mut out = Vec::new();
+    hubcast_protocol::naming::to_json_writer(
+        &mut out,
+        message,
+        hubcast_protocol::NamingPolicy::AsDeclared,
+    )
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
