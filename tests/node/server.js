@@ -17,7 +17,7 @@ function startServer({ port = 0, env = {} } = {}) {
   const child = spawn(
     bin,
     ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env, NO_COLOR: '1' } },
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { HUBCAST_HISTORY: 'none', ...process.env, ...env, NO_COLOR: '1' } },
   );
   let log = '';
   let exited = false;

@@ -45,6 +45,7 @@ def start_server() -> Server:
         stderr=subprocess.PIPE,
         text=True,
         env={
+            "HUBCAST_HISTORY": "none",
             **os.environ,
             "NO_COLOR": "1",
             # signalrcore's WebSocket stop() closes its socket while another thread is blocked reading it, and

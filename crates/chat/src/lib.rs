@@ -1,8 +1,9 @@
 //! # hubcast-chat
 //!
-//! The chat application of the seed documents. This crate owns its message store (history of rooms and
-//! direct conversations); the chat hub itself builds on it.
+//! The chat application of the seed documents: the chat hub ([`hub`]) and its message store ([`store`]).
 
+pub mod hub;
 pub mod store;
 
+pub use hub::{Chat, chat_hub};
 pub use store::{MessageStore, NoStore, SqliteStore, StoreError, StoredMessage, direct_room};

@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use hubcast_backplane::MemoryBackplane;
-use hubcast_gateway::GatewayBuilder;
+use hubcast_chat::{Chat, MessageStore, NoStore, SqliteStore, chat_hub};
 use hubcast_gateway::admin::{self, Readiness};
 use hubcast_gateway::auth::{JwtAuth, SessionCookies};
+use hubcast_gateway::{GatewayBuilder, HubOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -142,6 +143,15 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     } else {
         sessions
     });
+    let chat_options = HubOptions {
+        require_authentication: true,
+        ..config.hub_options("chat")?
+    };
+    builder = builder.hub(
+        "/hubs/chat",
+        chat_hub(Chat::new(history(&args.history)?)),
+        chat_options,
+    );
     let mut test_hub = None;
     if args.conformance {
         let (mounted, handle) =
@@ -189,6 +199,19 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The chat's message store, from `--history`.
+fn history(spec: &str) -> anyhow::Result<Arc<dyn MessageStore>> {
+    if spec == "none" {
+        return Ok(Arc::new(NoStore));
+    }
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        return Ok(Arc::new(
+            SqliteStore::open(path).with_context(|| format!("opening the history at {path}"))?,
+        ));
+    }
+    anyhow::bail!("unsupported --history '{spec}' (expected sqlite:PATH or none)")
 }
 
 /// The bearer-token validation the flags describe, if any.

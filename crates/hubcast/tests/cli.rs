@@ -35,6 +35,7 @@ fn serve_reports_its_address_and_stops_on_sigterm() {
             "127.0.0.1:0",
         ])
         .env("HUBCAST_LOG", "info")
+        .env("HUBCAST_HISTORY", "none")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -115,6 +115,11 @@ impl HubContext {
         self.proxy(Target::Users(users), Vec::new())
     }
 
+    /// Every connection of several users but these connections.
+    pub fn users_except(&self, users: Vec<UserId>, excluded: Vec<ConnectionId>) -> ClientProxy {
+        self.proxy(Target::Users(users), excluded)
+    }
+
     /// Group membership.
     pub fn groups(&self) -> Groups {
         Groups {

@@ -1,0 +1,285 @@
+//! The chat hub of the seed (`ChatHub`, mapped at `/hubs/chat`): broadcast chat, typing, rooms, direct
+//! messages, presence and history. Method names, argument order and client events are the seed's, so its
+//! `chat.js` and console client work unchanged:
+//!
+//! | method | effect |
+//! |---|---|
+//! | `SendMessage(message)` | all: `ReceiveMessage(user, message, utc)` |
+//! | `SetTyping(isTyping)` | others: `Typing(user, isTyping)` (at most every 500 ms per user) |
+//! | `JoinRoom(room)` / `LeaveRoom(room)` | the room: `ReceiveMessage("SYSTEM", "<user> joined <room>" / "left <room>", utc)` |
+//! | `SendToRoom(room, message)` | stored, then the room: `ReceiveMessage(user, message, utc)` |
+//! | `SendDirect(toUser, message)` | stored, then every connection of `toUser` and the sender's others |
+//! | `OnlineUsers()` | sorted user ids |
+//! | `RecentMessages(room, take)` / `RecentMessagesBefore(room, beforeId, take)` | history, oldest first |
+//!
+//! Presence: the first connection of a user announces `SYSTEM: <user> joined` to all, the last one
+//! `<user> left` (once per user, not per tab).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hubcast_gateway::{Context, Hub, HubError};
+use hubcast_protocol::dotnet::DateTime;
+
+use crate::store::{MessageStore, StoredMessage, direct_room};
+
+/// Longest message accepted, in characters.
+pub const MAX_MESSAGE: usize = 4000;
+/// Longest room name accepted, in characters.
+pub const MAX_ROOM: usize = 64;
+const TYPING_EVERY: Duration = Duration::from_millis(500);
+
+/// What the chat hub shares between connections.
+pub struct Chat {
+    store: Arc<dyn MessageStore>,
+    /// Connections per online user.
+    online: Mutex<HashMap<String, usize>>,
+    /// When each user last had a typing event relayed.
+    typing: Mutex<HashMap<String, Instant>>,
+}
+
+impl Chat {
+    /// A chat keeping its history in `store`.
+    pub fn new(store: Arc<dyn MessageStore>) -> Self {
+        Self {
+            store,
+            online: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+type Ctx = Context<Chat>;
+
+/// The caller's name: the user id, or the connection id for anonymous callers.
+fn user(ctx: &Ctx) -> String {
+    ctx.user_id()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| ctx.connection_id().to_string())
+}
+
+fn now() -> DateTime {
+    DateTime(Utc::now())
+}
+
+fn check_message(message: &str) -> Result<(), HubError> {
+    if message.trim().is_empty() {
+        return Err(HubError::new("Message is empty."));
+    }
+    if message.chars().count() > MAX_MESSAGE {
+        return Err(HubError::new(format!(
+            "Message is longer than {MAX_MESSAGE} characters."
+        )));
+    }
+    if message
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(HubError::new("Message contains control characters."));
+    }
+    Ok(())
+}
+
+fn check_room(room: &str) -> Result<(), HubError> {
+    let valid = !room.is_empty()
+        && room.chars().count() <= MAX_ROOM
+        && room
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(HubError::new(format!(
+            "Room names are 1 to {MAX_ROOM} letters, digits, '-', '_' or '.'."
+        )))
+    }
+}
+
+fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMessage, HubError> {
+    result.map_err(|e| HubError::internal("StoreException", e.to_string()))
+}
+
+/// The chat hub.
+pub fn chat_hub(chat: Chat) -> Hub<Chat> {
+    Hub::builder("chat", chat)
+        .on_connected(|ctx: Ctx| async move {
+            let name = user(&ctx);
+            let first = {
+                let mut online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
+                let count = online.entry(name.clone()).or_default();
+                *count += 1;
+                *count == 1
+            };
+            if first {
+                ctx.clients()
+                    .all()
+                    .send(
+                        "ReceiveMessage",
+                        &("SYSTEM", format!("{name} joined"), now()),
+                    )
+                    .await?;
+            }
+            Ok(())
+        })
+        .on_disconnected(|ctx: Ctx, _error| async move {
+            let name = user(&ctx);
+            let last = {
+                let mut online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
+                match online.get_mut(&name) {
+                    Some(count) if *count > 1 => {
+                        *count -= 1;
+                        false
+                    }
+                    Some(_) => {
+                        online.remove(&name);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if last {
+                let _ = ctx
+                    .clients()
+                    .all()
+                    .send("ReceiveMessage", &("SYSTEM", format!("{name} left"), now()))
+                    .await;
+            }
+        })
+        .method("SendMessage", |ctx: Ctx, message: String| async move {
+            check_message(&message)?;
+            ctx.clients()
+                .all()
+                .send("ReceiveMessage", &(user(&ctx), message, now()))
+                .await?;
+            Ok(())
+        })
+        .method("SetTyping", |ctx: Ctx, is_typing: bool| async move {
+            let name = user(&ctx);
+            let relay = {
+                let mut typing = ctx.state().typing.lock().unwrap_or_else(|p| p.into_inner());
+                let last = typing.get(&name).copied();
+                // A stop is always relayed; starts at most every TYPING_EVERY.
+                let due = !is_typing || last.is_none_or(|at| at.elapsed() >= TYPING_EVERY);
+                if due && is_typing {
+                    typing.insert(name.clone(), Instant::now());
+                }
+                due
+            };
+            if relay {
+                ctx.clients()
+                    .others()
+                    .send("Typing", &(name, is_typing))
+                    .await?;
+            }
+            Ok(())
+        })
+        .method("JoinRoom", |ctx: Ctx, room: String| async move {
+            check_room(&room)?;
+            ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
+            let text = format!("{} joined {room}", user(&ctx));
+            ctx.clients()
+                .group(room.as_str())
+                .send("ReceiveMessage", &("SYSTEM", text, now()))
+                .await?;
+            Ok(())
+        })
+        .method("LeaveRoom", |ctx: Ctx, room: String| async move {
+            check_room(&room)?;
+            ctx.groups()
+                .remove(ctx.connection_id(), room.as_str())
+                .await?;
+            let text = format!("{} left {room}", user(&ctx));
+            ctx.clients()
+                .group(room.as_str())
+                .send("ReceiveMessage", &("SYSTEM", text, now()))
+                .await?;
+            Ok(())
+        })
+        .method(
+            "SendToRoom",
+            |ctx: Ctx, room: String, message: String| async move {
+                check_room(&room)?;
+                check_message(&message)?;
+                let name = user(&ctx);
+                // Stored before anyone hears of it: a completed send is durable.
+                let saved = stored(
+                    ctx.state()
+                        .store
+                        .append(&room, &name, &message, Utc::now())
+                        .await,
+                )?;
+                ctx.clients()
+                    .group(room.as_str())
+                    .send("ReceiveMessage", &(name, message, saved.utc))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method(
+            "SendDirect",
+            |ctx: Ctx, to_user: String, message: String| async move {
+                check_message(&message)?;
+                let name = user(&ctx);
+                let conversation = direct_room(&name, &to_user);
+                let saved = stored(
+                    ctx.state()
+                        .store
+                        .append(&conversation, &name, &message, Utc::now())
+                        .await,
+                )?;
+                ctx.clients()
+                    .users_except(
+                        vec![to_user.into(), name.as_str().into()],
+                        vec![ctx.connection_id().clone()],
+                    )
+                    .send("ReceiveMessage", &(name, message, saved.utc))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method("OnlineUsers", |ctx: Ctx| async move {
+            let online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
+            let mut users: Vec<String> = online.keys().cloned().collect();
+            users.sort();
+            Ok(users)
+        })
+        .method(
+            "RecentMessages",
+            |ctx: Ctx, room: String, take: i64| async move {
+                let take = take.clamp(1, 200) as usize;
+                history(&ctx, &room, None, take).await
+            },
+        )
+        .method(
+            "RecentMessagesBefore",
+            |ctx: Ctx, room: String, before: i64, take: i64| async move {
+                let take = take.clamp(1, 200) as usize;
+                history(&ctx, &room, Some(before), take).await
+            },
+        )
+        .build()
+}
+
+async fn history(
+    ctx: &Ctx,
+    room: &str,
+    before: Option<i64>,
+    take: usize,
+) -> Result<Vec<StoredMessage>, HubError> {
+    // Direct conversations are readable by their two users only.
+    if let Some(pair) = room.strip_prefix("dm:") {
+        let name = user(ctx);
+        if !pair.split(':').any(|member| member == name) {
+            return Err(HubError::new("Not your conversation."));
+        }
+    } else {
+        check_room(room)?;
+    }
+    ctx.state()
+        .store
+        .recent(room, before, take)
+        .await
+        .map_err(|e| HubError::internal("StoreException", e.to_string()))
+}

@@ -1,0 +1,117 @@
+'use strict';
+// The chat hub at /hubs/chat with the official client, following the seed's flows: sign-in (dev login),
+// broadcast chat, typing, rooms, direct messages, presence, history and input validation.
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const os = require('node:os');
+const fs = require('node:fs');
+const { startServer } = require('./server');
+const { signalR, withTimeout, deferred } = require('./helpers');
+
+let server;
+let dir;
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubcast-chat-'));
+  server = await startServer({ env: { HUBCAST_HISTORY: `sqlite:${path.join(dir, 'chat.db')}` } });
+});
+after(async () => {
+  await server?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function signIn(user) {
+  const response = await fetch(`${server.url}/auth/dev-login?user=${encodeURIComponent(user)}`, { method: 'POST' });
+  assert.equal(response.status, 200);
+  return (await response.json()).accessToken;
+}
+
+async function connect(user) {
+  const token = await signIn(user);
+  const connection = new signalR.HubConnectionBuilder()
+    .withUrl(`${server.url}/hubs/chat`, { accessTokenFactory: () => token })
+    .configureLogging(signalR.LogLevel.None)
+    .build();
+  const received = [];
+  const waiters = [];
+  connection.on('ReceiveMessage', (from, message, utc) => {
+    received.push({ from, message, utc });
+    waiters.splice(0).forEach((w) => w());
+  });
+  connection.next = (predicate) => withTimeout(new Promise((resolve) => {
+    const check = () => {
+      const found = received.find(predicate);
+      if (found) resolve(found); else waiters.push(check);
+    };
+    check();
+  }), 5000, 'a ReceiveMessage');
+  await connection.start();
+  return connection;
+}
+
+test('the chat needs a signed-in user', async () => {
+  const anonymous = new signalR.HubConnectionBuilder().withUrl(`${server.url}/hubs/chat`)
+    .configureLogging(signalR.LogLevel.None).build();
+  await assert.rejects(anonymous.start(), /Unauthorized: Status code '401'/);
+});
+
+test('broadcast, presence, typing, rooms, direct messages and history', async () => {
+  const ann = await connect('ann');
+  const bob = await connect('bob');
+  try {
+    await ann.next((m) => m.from === 'SYSTEM' && m.message === 'bob joined');
+    assert.deepEqual(await ann.invoke('OnlineUsers'), ['ann', 'bob']);
+
+    await ann.invoke('SendMessage', 'hello everyone');
+    const heard = await bob.next((m) => m.message === 'hello everyone');
+    assert.equal(heard.from, 'ann');
+    assert.match(heard.utc, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+
+    const typing = deferred();
+    bob.on('Typing', (user, isTyping) => typing.resolve([user, isTyping]));
+    await ann.invoke('SetTyping', true);
+    assert.deepEqual(await withTimeout(typing.promise, 5000, 'Typing'), ['ann', true]);
+
+    await ann.invoke('JoinRoom', 'dev');
+    await bob.invoke('JoinRoom', 'dev');
+    await ann.next((m) => m.from === 'SYSTEM' && m.message === 'bob joined dev');
+    await ann.invoke('SendToRoom', 'dev', 'Hello devs!');
+    await bob.next((m) => m.message === 'Hello devs!');
+
+    await ann.invoke('SendDirect', 'bob', 'DM hi!');
+    assert.equal((await bob.next((m) => m.message === 'DM hi!')).from, 'ann');
+
+    const history = await bob.invoke('RecentMessages', 'dev', 50);
+    assert.deepEqual(history.map((m) => [m.fromUser, m.content, m.room]), [['ann', 'Hello devs!', 'dev']]);
+    assert.equal(typeof history[0].id, 'number');
+    const dm = await bob.invoke('RecentMessages', 'dm:ann:bob', 50);
+    assert.deepEqual(dm.map((m) => m.content), ['DM hi!']);
+
+    for (let i = 0; i < 5; i += 1) await ann.invoke('SendToRoom', 'dev', `m${i}`);
+    const page = await ann.invoke('RecentMessages', 'dev', 2);
+    assert.deepEqual(page.map((m) => m.content), ['m3', 'm4']);
+    const older = await ann.invoke('RecentMessagesBefore', 'dev', page[0].id, 2);
+    assert.deepEqual(older.map((m) => m.content), ['m1', 'm2']);
+
+    await bob.stop();
+    await ann.next((m) => m.from === 'SYSTEM' && m.message === 'bob left');
+    assert.deepEqual(await ann.invoke('OnlineUsers'), ['ann']);
+  } finally {
+    await ann.stop();
+    await bob.stop();
+  }
+});
+
+test('bad inputs get clear errors', async () => {
+  const eve = await connect('eve');
+  try {
+    const prefix = (method) => `An unexpected error occurred invoking '${method}' on the server. HubException: `;
+    await assert.rejects(eve.invoke('SendMessage', '   '), { message: `${prefix('SendMessage')}Message is empty.` });
+    await assert.rejects(eve.invoke('SendMessage', 'x'.repeat(4001)), { message: `${prefix('SendMessage')}Message is longer than 4000 characters.` });
+    await assert.rejects(eve.invoke('SendMessage', 'bell\u0007'), { message: `${prefix('SendMessage')}Message contains control characters.` });
+    await assert.rejects(eve.invoke('JoinRoom', 'no spaces'), /Room names are 1 to 64/);
+    await assert.rejects(eve.invoke('RecentMessages', 'dm:ann:bob', 10), { message: `${prefix('RecentMessages')}Not your conversation.` });
+  } finally {
+    await eve.stop();
+  }
+});
