@@ -115,3 +115,111 @@ test('bad inputs get clear errors', async () => {
     await eve.stop();
   }
 });
+
+async function connectAs(user, role) {
+  const query = role ? `user=${user}&role=${role}` : `user=${user}`;
+  const response = await fetch(`${server.url}/auth/dev-login?${query}`, { method: 'POST' });
+  const { accessToken } = await response.json();
+  const connection = new signalR.HubConnectionBuilder()
+    .withUrl(`${server.url}/hubs/chat`, { accessTokenFactory: () => accessToken })
+    .configureLogging(signalR.LogLevel.None)
+    .build();
+  await connection.start();
+  return connection;
+}
+
+test('StreamTime, read receipts and mentions', async () => {
+  const ann = await connectAs('ann2');
+  const bob = await connectAs('bob2');
+  try {
+    const times = [];
+    await new Promise((resolve, reject) => {
+      const subscription = ann.stream('StreamTime').subscribe({
+        next: (time) => {
+          times.push(time);
+          if (times.length === 2) { subscription.dispose(); resolve(); }
+        },
+        error: reject,
+        complete: () => {},
+      });
+    });
+    assert.ok(times.every((t) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(t)), times.join());
+
+    await ann.invoke('JoinRoom', 'ux');
+    await bob.invoke('JoinRoom', 'ux');
+    const mentioned = deferred();
+    bob.on('Mentioned', (from, room, id) => mentioned.resolve([from, room, id]));
+    await ann.invoke('SendToRoom', 'ux', 'hey @bob2, look');
+    const [from, room, id] = await withTimeout(mentioned.promise, 5000, 'Mentioned');
+    assert.deepEqual([from, room, typeof id], ['ann2', 'ux', 'number']);
+
+    const receipt = deferred();
+    ann.on('ReadReceipt', (user, r, messageId) => receipt.resolve([user, r, messageId]));
+    await bob.invoke('MarkRead', 'ux', id);
+    assert.deepEqual(await withTimeout(receipt.promise, 5000, 'ReadReceipt'), ['bob2', 'ux', id]);
+  } finally {
+    await ann.stop();
+    await bob.stop();
+  }
+});
+
+test('moderation: admins mute, delete and kick; others may not', async () => {
+  const admin = await connectAs('mod', 'Admin');
+  const troll = await connectAs('troll');
+  try {
+    await assert.rejects(troll.invoke('MuteUser', 'mod', 5), {
+      message: "Failed to invoke 'MuteUser' because user is unauthorized",
+    });
+    await admin.invoke('MuteUser', 'troll', 5);
+    await assert.rejects(troll.invoke('SendMessage', 'spam'), /HubException: You are muted until /);
+    await admin.invoke('MuteUser', 'troll', 0);
+
+    await admin.invoke('JoinRoom', 'mods');
+    await troll.invoke('JoinRoom', 'mods');
+    await troll.invoke('SendToRoom', 'mods', 'bad words');
+    const [message] = (await admin.invoke('RecentMessages', 'mods', 1));
+    const deleted = deferred();
+    troll.on('MessageDeleted', (id) => deleted.resolve(id));
+    await admin.invoke('DeleteMessage', message.id);
+    assert.equal(await withTimeout(deleted.promise, 5000, 'MessageDeleted'), message.id);
+    assert.deepEqual(await admin.invoke('RecentMessages', 'mods', 10), []);
+
+    await admin.invoke('SendToRoom', 'mods', 'mine');
+    const [mine] = await admin.invoke('RecentMessages', 'mods', 1);
+    await assert.rejects(troll.invoke('DeleteMessage', mine.id), /Only the author or an admin can delete a message\./);
+
+    const closed = deferred();
+    troll.onclose((error) => closed.resolve(error));
+    assert.equal(await admin.invoke('KickUser', 'troll'), 1);
+    const error = await withTimeout(closed.promise, 5000, 'the kick');
+    assert.match(String(error), /You were removed by mod\./);
+  } finally {
+    await admin.stop();
+    await troll.stop();
+  }
+});
+
+test('a completed send survives SIGKILL', async () => {
+  const db = path.join(dir, 'durable.db');
+  const first = await startServer({ env: { HUBCAST_HISTORY: `sqlite:${db}` } });
+  const previous = server;
+  server = first;
+  try {
+    const ann = await connectAs('ann3');
+    for (let i = 0; i < 20; i += 1) await ann.invoke('SendToRoom', 'durable', `m${i}`);
+    await first.kill('SIGKILL');
+  } finally {
+    server = previous;
+  }
+  const second = await startServer({ env: { HUBCAST_HISTORY: `sqlite:${db}` } });
+  try {
+    server = second;
+    const ann = await connectAs('ann3');
+    const history = await ann.invoke('RecentMessages', 'durable', 50);
+    assert.deepEqual(history.map((m) => m.content), Array.from({ length: 20 }, (_, i) => `m${i}`));
+    await ann.stop();
+  } finally {
+    server = previous;
+    await second.stop();
+  }
+});

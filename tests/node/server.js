@@ -57,6 +57,11 @@ function startServer({ port = 0, env = {} } = {}) {
     port,
     url: `http://127.0.0.1:${port}`,
     stderr: () => log,
+    /** Kills the process with `signal` at once (SIGKILL: no shutdown at all) and waits for the exit. */
+    async kill(signal = 'SIGKILL') {
+      if (!exited) child.kill(signal);
+      return exit;
+    },
     /** Closes our end of the server's stderr pipe, as when a log collector goes away. */
     closeStderr() {
       child.stderr.destroy();

@@ -11,6 +11,14 @@
 //! | `SendDirect(toUser, message)` | stored, then every connection of `toUser` and the sender's others |
 //! | `OnlineUsers()` | sorted user ids |
 //! | `RecentMessages(room, take)` / `RecentMessagesBefore(room, beforeId, take)` | history, oldest first |
+//! | `StreamTime()` | a stream of ISO-8601 times, one a second, until cancelled |
+//! | `MarkRead(room, messageId)` | the room: `ReadReceipt(user, room, messageId)` |
+//! | `@user` in `SendToRoom` | that user: `Mentioned(fromUser, room, messageId)` |
+//! | `KickUser(userId)` (Admin) | closes the user's connections with a reason |
+//! | `MuteUser(userId, minutes)` (Admin) | the user's sends fail until then |
+//! | `DeleteMessage(id)` (Admin or author) | all: `MessageDeleted(id)` |
+//!
+//! Moderation actions are written to the audit log (tracing target `hubcast::audit`, no message text).
 //!
 //! Presence: the first connection of a user announces `SYSTEM: <user> joined` to all, the last one
 //! `<user> left` (once per user, not per tab).
@@ -38,6 +46,8 @@ pub struct Chat {
     online: Mutex<HashMap<String, usize>>,
     /// When each user last had a typing event relayed.
     typing: Mutex<HashMap<String, Instant>>,
+    /// Muted users, until when.
+    muted: Mutex<HashMap<String, chrono::DateTime<Utc>>>,
 }
 
 impl Chat {
@@ -47,6 +57,7 @@ impl Chat {
             store,
             online: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
+            muted: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -62,6 +73,45 @@ fn user(ctx: &Ctx) -> String {
 
 fn now() -> DateTime {
     DateTime(Utc::now())
+}
+
+/// The role of moderators.
+pub const ADMIN: &str = "Admin";
+
+fn is_admin(ctx: &Ctx) -> bool {
+    ctx.user()
+        .is_some_and(|u| u.roles.iter().any(|r| r == ADMIN))
+}
+
+/// Refuses sends of a muted user.
+fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
+    let name = user(ctx);
+    let mut muted = ctx.state().muted.lock().unwrap_or_else(|p| p.into_inner());
+    match muted.get(&name) {
+        Some(until) if *until > Utc::now() => Err(HubError::new(format!(
+            "You are muted until {}.",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        Some(_) => {
+            muted.remove(&name);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// The users a message mentions (`@name`).
+fn mentions(message: &str) -> Vec<String> {
+    let mut names: Vec<String> = message
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix('@'))
+        .map(|name| name.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '_' && c != '-'))
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn check_message(message: &str) -> Result<(), HubError> {
@@ -149,6 +199,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         })
         .method("SendMessage", |ctx: Ctx, message: String| async move {
             check_message(&message)?;
+            check_not_muted(&ctx)?;
             ctx.clients()
                 .all()
                 .send("ReceiveMessage", &(user(&ctx), message, now()))
@@ -202,6 +253,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             |ctx: Ctx, room: String, message: String| async move {
                 check_room(&room)?;
                 check_message(&message)?;
+                check_not_muted(&ctx)?;
                 let name = user(&ctx);
                 // Stored before anyone hears of it: a completed send is durable.
                 let saved = stored(
@@ -210,10 +262,17 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                         .append(&room, &name, &message, Utc::now())
                         .await,
                 )?;
+                let mentioned = mentions(&message);
                 ctx.clients()
                     .group(room.as_str())
-                    .send("ReceiveMessage", &(name, message, saved.utc))
+                    .send("ReceiveMessage", &(name.as_str(), message, saved.utc))
                     .await?;
+                for target in mentioned {
+                    ctx.clients()
+                        .user(target)
+                        .send("Mentioned", &(name.as_str(), room.as_str(), saved.id))
+                        .await?;
+                }
                 Ok(())
             },
         )
@@ -221,6 +280,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             "SendDirect",
             |ctx: Ctx, to_user: String, message: String| async move {
                 check_message(&message)?;
+                check_not_muted(&ctx)?;
                 let name = user(&ctx);
                 let conversation = direct_room(&name, &to_user);
                 let saved = stored(
@@ -259,6 +319,61 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 history(&ctx, &room, Some(before), take).await
             },
         )
+        .stream("StreamTime", |_: Ctx| async move {
+            let ticks = tokio::time::interval(Duration::from_secs(1));
+            Ok(futures_util::stream::unfold(ticks, |mut ticks| async move {
+                ticks.tick().await;
+                let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                Some((Ok::<_, HubError>(now), ticks))
+            }))
+        })
+        .method("MarkRead", |ctx: Ctx, room: String, message_id: i64| async move {
+            check_room(&room)?;
+            ctx.clients()
+                .group(room.as_str())
+                .send("ReadReceipt", &(user(&ctx), room.as_str(), message_id))
+                .await?;
+            Ok(())
+        })
+        .method("KickUser", |ctx: Ctx, target: String| async move {
+            let closed = ctx
+                .hub_context()
+                .close_user(&target.as_str().into(), &format!("You were removed by {}.", user(&ctx)));
+            tracing::info!(target: "hubcast::audit", action = "kick", actor = %user(&ctx), user = %target, connections = closed);
+            Ok(closed)
+        })
+        .require_roles("KickUser", &[ADMIN])
+        .method("MuteUser", |ctx: Ctx, target: String, minutes: i64| async move {
+            let until = Utc::now() + chrono::Duration::minutes(minutes.clamp(0, 7 * 24 * 60));
+            ctx.state()
+                .muted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(target.clone(), until);
+            tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
+            Ok(())
+        })
+        .require_roles("MuteUser", &[ADMIN])
+        .method("DeleteMessage", |ctx: Ctx, id: i64| async move {
+            let store = &ctx.state().store;
+            let found = store
+                .recent_by_id(id)
+                .await
+                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+            let Some(message) = found else {
+                return Err(HubError::new("No such message."));
+            };
+            if message.from_user != user(&ctx) && !is_admin(&ctx) {
+                return Err(HubError::new("Only the author or an admin can delete a message."));
+            }
+            store
+                .delete(id)
+                .await
+                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+            tracing::info!(target: "hubcast::audit", action = "delete", actor = %user(&ctx), message_id = id, author = %message.from_user);
+            ctx.clients().all().send("MessageDeleted", &(id,)).await?;
+            Ok(())
+        })
         .build()
 }
 

@@ -63,6 +63,8 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
     /// Deletes a message; returns it when it existed.
     fn delete(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>>;
+    /// One message by id.
+    fn recent_by_id(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>>;
 }
 
 /// Keeps nothing.
@@ -97,6 +99,10 @@ impl MessageStore for NoStore {
     }
 
     fn delete(&self, _: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn recent_by_id(&self, _: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -167,6 +173,19 @@ fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
+fn by_id(db: &rusqlite::Connection, id: i64) -> Result<Option<StoredMessage>, StoreError> {
+    let found = db.query_row(
+        "SELECT id, room, from_user, content, utc_micros FROM messages WHERE id = ?1",
+        [id],
+        row,
+    );
+    match found {
+        Ok(message) => Ok(Some(message)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
 impl MessageStore for SqliteStore {
     fn append(
         &self,
@@ -220,19 +239,13 @@ impl MessageStore for SqliteStore {
 
     fn delete(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
         self.run(move |db| {
-            let existing = db
-                .query_row(
-                    "SELECT id, room, from_user, content, utc_micros FROM messages WHERE id = ?1",
-                    [id],
-                    row,
-                )
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+            let existing = by_id(db, id)?;
             db.execute("DELETE FROM messages WHERE id = ?1", [id])?;
             Ok(existing)
         })
+    }
+
+    fn recent_by_id(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
+        self.run(move |db| by_id(db, id))
     }
 }

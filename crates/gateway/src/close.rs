@@ -28,6 +28,8 @@ pub enum CloseReason {
     AuthenticationExpired,
     /// The client kept calling over its rate limit.
     RateLimited,
+    /// The application closed the connection (a kick), with the reason the client is shown.
+    ClosedByServer(String),
 }
 
 impl CloseReason {
@@ -45,6 +47,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::AuthenticationExpired => "authentication_expired",
             CloseReason::RateLimited => "rate_limited",
+            CloseReason::ClosedByServer(_) => "closed_by_server",
         }
     }
 
@@ -79,6 +82,7 @@ impl CloseReason {
             ),
             CloseReason::ConnectedHandlerFailed(detail) => (Some(with(detail)), false),
             CloseReason::ServerShutdown => (Some("Server is shutting down.".to_owned()), true),
+            CloseReason::ClosedByServer(reason) => (Some(reason.clone()), false),
             CloseReason::RateLimited => (
                 Some(with(
                     "RateLimitExceeded: too many invocations over the rate limit.",

@@ -131,6 +131,18 @@ impl HubContext {
     pub fn local_connection_count(&self) -> usize {
         self.shared.registry.len()
     }
+
+    /// Closes every connection of `user` on this node with `reason` as the Close error
+    /// (`allowReconnect: false`); returns how many were closed.
+    pub fn close_user(&self, user: &UserId, reason: &str) -> usize {
+        let connections = self.shared.registry.of_user(user);
+        for connection in &connections {
+            connection
+                .connection
+                .close_with(crate::close::CloseReason::ClosedByServer(reason.to_owned()));
+        }
+        connections.len()
+    }
 }
 
 /// Targets relative to a calling connection, plus every absolute target of [`HubContext`].

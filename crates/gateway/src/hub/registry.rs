@@ -258,6 +258,14 @@ impl Registry {
         self.connections.len()
     }
 
+    /// The local connections of a user.
+    pub(crate) fn of_user(&self, user: &UserId) -> Vec<Arc<HubConnection>> {
+        self.users
+            .get(user)
+            .map(|members| members.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// A local connection.
     pub(crate) fn get(&self, id: &ConnectionId) -> Option<Arc<HubConnection>> {
         self.connections.get(id).map(|c| c.value().clone())
