@@ -206,7 +206,7 @@ test('a completed send survives SIGKILL', async () => {
   server = first;
   try {
     const ann = await connectAs('ann3');
-    for (let i = 0; i < 20; i += 1) await ann.invoke('SendToRoom', 'durable', `m${i}`);
+    for (let i = 0; i < 8; i += 1) await ann.invoke('SendToRoom', 'durable', `m${i}`);
     await first.kill('SIGKILL');
   } finally {
     server = previous;
@@ -216,10 +216,43 @@ test('a completed send survives SIGKILL', async () => {
     server = second;
     const ann = await connectAs('ann3');
     const history = await ann.invoke('RecentMessages', 'durable', 50);
-    assert.deepEqual(history.map((m) => m.content), Array.from({ length: 20 }, (_, i) => `m${i}`));
+    assert.deepEqual(history.map((m) => m.content), Array.from({ length: 8 }, (_, i) => `m${i}`));
     await ann.stop();
   } finally {
     server = previous;
     await second.stop();
+  }
+});
+
+test('uploads, room members and the send rate limit', async () => {
+  const ann = await connectAs('ann4');
+  const bob = await connectAs('bob4');
+  try {
+    const progress = [];
+    ann.on('UploadProgress', (bytes) => progress.push(bytes));
+    const subject = new signalR.Subject();
+    const upload = ann.invoke('UploadChunks', subject);
+    subject.next('abc');
+    subject.next('def');
+    subject.complete();
+    assert.deepEqual(await upload, {
+      bytes: 6,
+      sha256: 'bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721',
+    });
+    assert.deepEqual(progress, [3, 6]);
+
+    await ann.invoke('JoinRoom', 'members');
+    await bob.invoke('JoinRoom', 'members');
+    assert.deepEqual(await ann.invoke('RoomMembers', 'members'), ['ann4', 'bob4']);
+    await bob.invoke('LeaveRoom', 'members');
+    assert.deepEqual(await ann.invoke('RoomMembers', 'members'), ['ann4']);
+
+    const results = await Promise.allSettled(Array.from({ length: 15 }, (_, i) => bob.invoke('SendMessage', `burst ${i}`)));
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.ok(refused.length >= 4, `${refused.length} refused`);
+    assert.match(refused[0].reason.message, /Failed to invoke 'SendMessage' because the rate limit was exceeded\./);
+  } finally {
+    await ann.stop();
+    await bob.stop();
   }
 });

@@ -12,6 +12,8 @@
 //! | `OnlineUsers()` | sorted user ids |
 //! | `RecentMessages(room, take)` / `RecentMessagesBefore(room, beforeId, take)` | history, oldest first |
 //! | `StreamTime()` | a stream of ISO-8601 times, one a second, until cancelled |
+//! | `UploadChunks(stream)` | an upload stream of base64 or text chunks (at most 10 MiB): the caller gets `UploadProgress(bytes)` as it goes; resolves to `{bytes, sha256}` |
+//! | `RoomMembers(room)` | sorted user ids of the room's members |
 //! | `MarkRead(room, messageId)` | the room: `ReadReceipt(user, room, messageId)` |
 //! | `@user` in `SendToRoom` | that user: `Mentioned(fromUser, room, messageId)` |
 //! | `KickUser(userId)` (Admin) | closes the user's connections with a reason |
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{Context, Hub, HubError};
 use hubcast_protocol::dotnet::DateTime;
 
@@ -35,6 +38,18 @@ use crate::store::{MessageStore, StoredMessage, direct_room};
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE: usize = 4000;
+/// Largest upload accepted by `UploadChunks`, in bytes.
+pub const MAX_UPLOAD: u64 = 10 * 1024 * 1024;
+
+/// The result of `UploadChunks`.
+#[derive(Debug, serde::Serialize)]
+pub struct Upload {
+    /// Bytes received.
+    pub bytes: u64,
+    /// Their SHA-256, hex.
+    pub sha256: String,
+}
+
 /// Longest room name accepted, in characters.
 pub const MAX_ROOM: usize = 64;
 const TYPING_EVERY: Duration = Duration::from_millis(500);
@@ -48,6 +63,10 @@ pub struct Chat {
     typing: Mutex<HashMap<String, Instant>>,
     /// Muted users, until when.
     muted: Mutex<HashMap<String, chrono::DateTime<Utc>>>,
+    /// Rooms: member user → how many of their connections joined.
+    rooms: Mutex<HashMap<String, HashMap<String, usize>>>,
+    /// Rooms each connection joined (to leave them when it goes).
+    joined: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Chat {
@@ -58,6 +77,57 @@ impl Chat {
             online: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
             muted: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
+            joined: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records that `connection` of `user` joined `room`.
+    fn enter(&self, room: &str, user: &str, connection: &str) {
+        let mut joined = self.joined.lock().unwrap_or_else(|p| p.into_inner());
+        let rooms_of = joined.entry(connection.to_owned()).or_default();
+        if rooms_of.iter().any(|r| r == room) {
+            return;
+        }
+        rooms_of.push(room.to_owned());
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        *rooms
+            .entry(room.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Records that `connection` of `user` left `room` (or every room, with `None`).
+    fn leave(&self, room: Option<&str>, user: &str, connection: &str) {
+        let left: Vec<String> = {
+            let mut joined = self.joined.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(rooms_of) = joined.get_mut(connection) else {
+                return;
+            };
+            let left = match room {
+                Some(room) => rooms_of.iter().filter(|r| *r == room).cloned().collect(),
+                None => std::mem::take(rooms_of),
+            };
+            rooms_of.retain(|r| !left.contains(r));
+            if rooms_of.is_empty() {
+                joined.remove(connection);
+            }
+            left
+        };
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        for room in left {
+            if let Some(members) = rooms.get_mut(&room) {
+                if let Some(count) = members.get_mut(user) {
+                    *count -= 1;
+                    if *count == 0 {
+                        members.remove(user);
+                    }
+                }
+                if members.is_empty() {
+                    rooms.remove(&room);
+                }
+            }
         }
     }
 }
@@ -175,6 +245,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         })
         .on_disconnected(|ctx: Ctx, _error| async move {
             let name = user(&ctx);
+            ctx.state().leave(None, &name, ctx.connection_id().as_str());
             let last = {
                 let mut online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
                 match online.get_mut(&name) {
@@ -229,6 +300,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method("JoinRoom", |ctx: Ctx, room: String| async move {
             check_room(&room)?;
             ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
+            ctx.state().enter(&room, &user(&ctx), ctx.connection_id().as_str());
             let text = format!("{} joined {room}", user(&ctx));
             ctx.clients()
                 .group(room.as_str())
@@ -241,6 +313,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             ctx.groups()
                 .remove(ctx.connection_id(), room.as_str())
                 .await?;
+            ctx.state().leave(Some(&room), &user(&ctx), ctx.connection_id().as_str());
             let text = format!("{} left {room}", user(&ctx));
             ctx.clients()
                 .group(room.as_str())
@@ -319,6 +392,33 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 history(&ctx, &room, Some(before), take).await
             },
         )
+        .method("RoomMembers", |ctx: Ctx, room: String| async move {
+            check_room(&room)?;
+            let rooms = ctx.state().rooms.lock().unwrap_or_else(|p| p.into_inner());
+            let mut members: Vec<String> = rooms.get(&room).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            members.sort();
+            Ok(members)
+        })
+        .method("UploadChunks", |ctx: Ctx, mut chunks: ClientStream<String>| async move {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            let mut total: u64 = 0;
+            while let Some(chunk) = chunks.recv().await {
+                let chunk = chunk?;
+                total += chunk.len() as u64;
+                if total > MAX_UPLOAD {
+                    return Err(HubError::new(format!("Uploads are limited to {MAX_UPLOAD} bytes.")));
+                }
+                hasher.update(chunk.as_bytes());
+                ctx.clients().caller().send("UploadProgress", &(total,)).await?;
+            }
+            let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            tracing::info!(target: "hubcast::audit", action = "upload", actor = %user(&ctx), bytes = total, %sha256);
+            Ok(Upload { bytes: total, sha256 })
+        })
+        .rate_limit("SendMessage", 5.0, 10.0)
+        .rate_limit("SendToRoom", 5.0, 10.0)
+        .rate_limit("SendDirect", 5.0, 10.0)
         .stream("StreamTime", |_: Ctx| async move {
             let ticks = tokio::time::interval(Duration::from_secs(1));
             Ok(futures_util::stream::unfold(ticks, |mut ticks| async move {
