@@ -1,10 +1,11 @@
-//! The SQLite store: history order and paging, direct-conversation keys, deletion, durability across a
-//! reopen.
+//! The message stores, SQLite and PostgreSQL (the local server: `HUBCAST_TEST_POSTGRES`, default
+//! `host=127.0.0.1 user=postgres dbname=test`): history order and paging, deletion, direct-conversation
+//! keys, durability across a reopen.
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use chrono::Utc;
-use hubcast_chat::{MessageStore, NoStore, SqliteStore, direct_room};
+use hubcast_chat::{MessageStore, NoStore, PostgresStore, SqliteStore, direct_room};
 
 fn temp_db(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hubcast-chat-{}-{name}", std::process::id()));
@@ -13,20 +14,36 @@ fn temp_db(name: &str) -> std::path::PathBuf {
     dir.join("history.db")
 }
 
-#[tokio::test]
-async fn history_is_oldest_first_and_pages_backwards() {
-    let store = SqliteStore::open(temp_db("paging")).unwrap();
+/// A room name no other run uses (the PostgreSQL table is shared).
+fn room(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+async fn postgres() -> PostgresStore {
+    let config = std::env::var("HUBCAST_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".to_owned());
+    PostgresStore::connect(&config)
+        .await
+        .expect("the local PostgreSQL (see the module doc)")
+}
+
+async fn paging(store: &dyn MessageStore) {
+    let lobby = room("lobby");
     for i in 0..10 {
         store
-            .append("lobby", "ann", &format!("m{i}"), Utc::now())
+            .append(&lobby, "ann", &format!("m{i}"), Utc::now())
             .await
             .unwrap();
     }
     store
-        .append("other", "bob", "elsewhere", Utc::now())
+        .append(&room("other"), "bob", "elsewhere", Utc::now())
         .await
         .unwrap();
-    let recent = store.recent("lobby", None, 3).await.unwrap();
+    let recent = store.recent(&lobby, None, 3).await.unwrap();
     assert_eq!(
         recent
             .iter()
@@ -34,12 +51,55 @@ async fn history_is_oldest_first_and_pages_backwards() {
             .collect::<Vec<_>>(),
         ["m7", "m8", "m9"]
     );
-    let older = store.recent("lobby", Some(recent[0].id), 3).await.unwrap();
+    let older = store.recent(&lobby, Some(recent[0].id), 3).await.unwrap();
     assert_eq!(
         older.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
         ["m4", "m5", "m6"]
     );
-    assert!(store.recent("nobody", None, 50).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent(&room("nobody"), None, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Deletion, and reading one message.
+    let gone = recent[2].clone();
+    assert_eq!(
+        store.recent_by_id(gone.id).await.unwrap(),
+        Some(gone.clone())
+    );
+    assert_eq!(store.delete(gone.id).await.unwrap(), Some(gone.clone()));
+    assert_eq!(store.recent_by_id(gone.id).await.unwrap(), None);
+    assert_eq!(store.delete(gone.id).await.unwrap(), None);
+    assert_eq!(
+        store.recent(&lobby, None, 1).await.unwrap()[0].content,
+        "m8"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_history_is_oldest_first_and_pages_backwards() {
+    paging(&SqliteStore::open(temp_db("paging")).unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_history_is_oldest_first_and_pages_backwards() {
+    paging(&postgres().await).await;
+}
+
+#[tokio::test]
+async fn postgres_messages_survive_a_new_connection() {
+    let lobby = room("durable");
+    let sent = postgres()
+        .await
+        .append(&lobby, "ann", "kept", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        postgres().await.recent(&lobby, None, 10).await.unwrap(),
+        vec![sent]
+    );
 }
 
 #[tokio::test]

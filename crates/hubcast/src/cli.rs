@@ -50,7 +50,8 @@ pub(crate) struct ServeArgs {
     /// This node's id [default: the host name and a random suffix].
     #[arg(long, env = "HUBCAST_NODE_ID")]
     pub(crate) node_id: Option<String>,
-    /// Where the chat keeps its history: `sqlite:PATH` or `none`.
+    /// Where the chat keeps its history: `sqlite:PATH`, `postgres://…` (needed for several nodes) or
+    /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]
     pub(crate) history: String,
     /// Mounts the endpoints the official SignalR client's functional tests expect.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use hubcast_backplane::MemoryBackplane;
-use hubcast_chat::{Chat, MessageStore, NoStore, SqliteStore, chat_hub};
+use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
 use hubcast_gateway::admin::{self, Readiness};
 use hubcast_gateway::auth::{JwtAuth, SessionCookies};
 use hubcast_gateway::{GatewayBuilder, HubOptions};
@@ -149,7 +149,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     };
     builder = builder.hub(
         "/hubs/chat",
-        chat_hub(Chat::new(history(&args.history)?)),
+        chat_hub(Chat::new(history(&args.history).await?)),
         chat_options,
     );
     let mut test_hub = None;
@@ -202,16 +202,23 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
 }
 
 /// The chat's message store, from `--history`.
-fn history(spec: &str) -> anyhow::Result<Arc<dyn MessageStore>> {
+async fn history(spec: &str) -> anyhow::Result<Arc<dyn MessageStore>> {
     if spec == "none" {
         return Ok(Arc::new(NoStore));
+    }
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return Ok(Arc::new(
+            PostgresStore::connect(spec)
+                .await
+                .context("connecting to the history database")?,
+        ));
     }
     if let Some(path) = spec.strip_prefix("sqlite:") {
         return Ok(Arc::new(
             SqliteStore::open(path).with_context(|| format!("opening the history at {path}"))?,
         ));
     }
-    anyhow::bail!("unsupported --history '{spec}' (expected sqlite:PATH or none)")
+    anyhow::bail!("unsupported --history '{spec}' (expected sqlite:PATH, postgres://… or none)")
 }
 
 /// The bearer-token validation the flags describe, if any.
