@@ -2,7 +2,12 @@
 //! `host=127.0.0.1 user=postgres dbname=test`): history order and paging, deletion, direct-conversation
 //! keys, durability across a reopen.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use chrono::Utc;
 use hubcast_chat::{MessageStore, NoStore, PostgresStore, SqliteStore, direct_room};

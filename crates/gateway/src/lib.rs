@@ -45,6 +45,7 @@ pub(crate) struct GatewayInner {
     pub(crate) auth: Option<Arc<auth::JwtAuth>>,
     pub(crate) sessions: Option<Arc<auth::SessionCookies>>,
     pub(crate) cors: http::cors::Cors,
+    pub(crate) fallback: Option<RouteHandler>,
 }
 
 /// Why a gateway could not be built.
@@ -81,6 +82,7 @@ pub struct GatewayBuilder {
     sessions: Option<Arc<auth::SessionCookies>>,
     allowed_origins: Vec<String>,
     limiter: Arc<dyn hub::RateLimiter>,
+    fallback: Option<RouteHandler>,
 }
 
 impl GatewayBuilder {
@@ -95,7 +97,14 @@ impl GatewayBuilder {
             sessions: None,
             allowed_origins: Vec::new(),
             limiter: Arc::new(hub::LocalRateLimiter::default()),
+            fallback: None,
         }
+    }
+
+    /// Serves requests no route or endpoint matched (a web page, say); without one they get 404.
+    pub fn fallback(mut self, handler: RouteHandler) -> Self {
+        self.fallback = Some(handler);
+        self
     }
 
     /// Replaces the per-user rate limiter (by default counted in this process).
@@ -207,6 +216,7 @@ impl GatewayBuilder {
                 negotiate_hook: self.negotiate_hook,
                 auth: self.auth,
                 sessions: self.sessions,
+                fallback: self.fallback,
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,

@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]
     pub(crate) history: String,
+    /// Directory of the chat page (`index.html`, `chat.js`, `style.css`, and `node_modules` with the
+    /// SignalR browser bundle).
+    #[arg(long, env = "HUBCAST_WEB_ROOT", default_value = "web")]
+    pub(crate) web_root: std::path::PathBuf,
     /// Mounts the endpoints the official SignalR client's functional tests expect.
     #[arg(long, env = "HUBCAST_CONFORMANCE")]
     pub(crate) conformance: bool,

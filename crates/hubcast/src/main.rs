@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod conformance;
+mod web;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -152,6 +153,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         chat_hub(Chat::new(history(&args.history).await?)),
         chat_options,
     );
+    builder = builder.fallback(web::page(args.web_root.clone()));
     let mut test_hub = None;
     if args.conformance {
         let (mounted, handle) =

@@ -158,7 +158,10 @@ async fn route(
         inner.cors.decorate(&headers, &mut response);
         return response;
     }
-    text(StatusCode::NOT_FOUND, "Not Found")
+    match &inner.fallback {
+        Some(fallback) => fallback(request).await,
+        None => text(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// The request's user: `None` without a (valid) token, refused when the hub requires authentication.
