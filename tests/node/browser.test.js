@@ -79,3 +79,16 @@ test('two users chat in a room, see typing and presence, and history survives a 
   await bob.locator('#messages li', { hasText: 'hello <b>bob</b>' }).waitFor();
   await bob.screenshot({ path: path.join(ARTIFACTS, 'chat-bob-after-reload.png') });
 });
+
+test('the page fits a phone-width screen', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 800 } });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await page.fill('#name', 'carol');
+  await page.click('#signin button');
+  await page.waitForSelector('#state.connected');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'chat-phone.png'), fullPage: true });
+  await context.close();
+});
