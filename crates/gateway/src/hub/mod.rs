@@ -172,12 +172,13 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
 /// What the runtime needs of a hub, with its state type erased.
 pub(crate) trait HubApp: Send + Sync + 'static {
     fn name(&self) -> &str;
-    /// `None` for an unknown method, else whether it streams.
-    fn is_streaming(&self, target: &str) -> Option<bool>;
-    /// Whether `user` may call `target` (its required roles).
-    fn authorized(&self, target: &str, user: Option<&User>) -> bool;
-    /// The per-method invocation rate of `target`, if it has one.
-    fn rate_limit(&self, target: &str) -> Option<(f64, f64)>;
+    /// `None` for an unknown method, else whether it streams. Methods are looked up by their lower-cased
+    /// name (`key`), computed once per invocation.
+    fn is_streaming(&self, key: &str) -> Option<bool>;
+    /// Whether `user` may call the method (its required roles).
+    fn authorized(&self, key: &str, user: Option<&User>) -> bool;
+    /// The method's own invocation rate, if it has one.
+    fn rate_limit(&self, key: &str) -> Option<(f64, f64)>;
     /// `None` for an unknown method.
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>>;
     fn on_connected(
@@ -197,7 +198,8 @@ pub(crate) trait HubApp: Send + Sync + 'static {
 pub(crate) struct BindRequest<'a, 'b> {
     pub(crate) caller: Arc<Caller>,
     pub(crate) shared: &'a Arc<HubShared>,
-    pub(crate) target: &'a str,
+    /// The lower-cased method name.
+    pub(crate) key: &'a str,
     pub(crate) binder: &'a mut Binder<'b>,
     pub(crate) protocol: Protocol,
     pub(crate) naming: NamingPolicy,
@@ -225,14 +227,12 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         &self.name
     }
 
-    fn is_streaming(&self, target: &str) -> Option<bool> {
-        self.methods
-            .get(&target.to_lowercase())
-            .map(|m| m.is_streaming())
+    fn is_streaming(&self, key: &str) -> Option<bool> {
+        self.methods.get(key).map(|m| m.is_streaming())
     }
 
-    fn authorized(&self, target: &str, user: Option<&User>) -> bool {
-        match self.roles.get(&target.to_lowercase()) {
+    fn authorized(&self, key: &str, user: Option<&User>) -> bool {
+        match self.roles.get(key) {
             None => true,
             Some(required) => {
                 user.is_some_and(|user| user.roles.iter().any(|role| required.contains(role)))
@@ -240,12 +240,12 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
         }
     }
 
-    fn rate_limit(&self, target: &str) -> Option<(f64, f64)> {
-        self.rates.get(&target.to_lowercase()).copied()
+    fn rate_limit(&self, key: &str) -> Option<(f64, f64)> {
+        self.rates.get(key).copied()
     }
 
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>> {
-        let method = self.methods.get(&call.target.to_lowercase())?;
+        let method = self.methods.get(call.key)?;
         let context = self.context(call.caller, call.shared, Some(call.scope));
         Some(method.bind(context, call.binder, call.protocol, call.naming))
     }

@@ -483,7 +483,8 @@ impl Session {
                 self.complete(id.clone(), Outcome::Error(text));
             }
         };
-        match self.hub.app.is_streaming(&target) {
+        let key = target.to_lowercase();
+        match self.hub.app.is_streaming(&key) {
             None => {
                 fail(error::unknown_method(&target));
                 return None;
@@ -498,11 +499,11 @@ impl Session {
             }
             Some(_) => {}
         }
-        if !self.hub.app.authorized(&target, self.caller.user.as_ref()) {
+        if !self.hub.app.authorized(&key, self.caller.user.as_ref()) {
             fail(error::unauthorized(&target));
             return None;
         }
-        match self.admit(&target) {
+        match self.admit(&key) {
             Admission::Admitted => {}
             Admission::Refused => {
                 fail(error::rate_limited(&target));
@@ -534,7 +535,7 @@ impl Session {
         let bound = self.hub.app.bind(BindRequest {
             caller: self.caller.clone(),
             shared,
-            target: &target,
+            key: &key,
             binder: &mut binder,
             protocol: self.protocol,
             naming: options.json_naming_policy,
@@ -601,10 +602,11 @@ impl Session {
     }
 
     /// Takes a token of the hub's bucket and the method's, if they have them.
-    fn admit(&self, target: &str) -> Admission {
+    /// `key` is the lower-cased method name.
+    fn admit(&self, key: &str) -> Admission {
         let shared = &self.hub.shared;
         let options = &shared.options;
-        let per_method = self.hub.app.rate_limit(target);
+        let per_method = self.hub.app.rate_limit(key);
         let per_user = self
             .caller
             .user
@@ -631,7 +633,7 @@ impl Session {
         let method_ok = per_method.is_none_or(|(rate, burst)| {
             limits
                 .methods
-                .entry(target.to_lowercase())
+                .entry(key.to_owned())
                 .or_insert_with(|| Bucket::new(rate, burst))
                 .try_take(now)
         });
