@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use hubcast_backplane::BoxFuture;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::store::{MessageStore, StoreError, StoredMessage};
+use crate::store::{MessageStore, StoreError, StoredMessage, to_stored_precision};
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -77,8 +77,7 @@ impl MessageStore for PostgresStore {
     ) -> BoxFuture<'_, Result<StoredMessage, StoreError>> {
         let (room, from_user, content) =
             (room.to_owned(), from_user.to_owned(), content.to_owned());
-        // Stored to the microsecond: hand back exactly what a later read returns.
-        let utc = DateTime::from_timestamp_micros(utc.timestamp_micros()).unwrap_or(utc);
+        let utc = to_stored_precision(utc);
         Box::pin(async move {
             let row = self
                 .client

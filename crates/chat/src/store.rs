@@ -38,6 +38,11 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Times are stored to the microsecond: appends hand back exactly what a later read returns.
+pub(crate) fn to_stored_precision(utc: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(utc.timestamp_micros()).unwrap_or(utc)
+}
+
 /// The key of the direct conversation between two users (the same whoever writes).
 pub fn direct_room(a: &str, b: &str) -> String {
     let (first, second) = if a <= b { (a, b) } else { (b, a) };
@@ -196,8 +201,7 @@ impl MessageStore for SqliteStore {
     ) -> BoxFuture<'_, Result<StoredMessage, StoreError>> {
         let (room, from_user, content) =
             (room.to_owned(), from_user.to_owned(), content.to_owned());
-        // Stored to the microsecond: hand back exactly what a later read returns.
-        let utc = DateTime::from_timestamp_micros(utc.timestamp_micros()).unwrap_or(utc);
+        let utc = to_stored_precision(utc);
         self.run(move |db| {
             db.execute(
                 "INSERT INTO messages (room, from_user, content, utc_micros) VALUES (?1, ?2, ?3, ?4)",

@@ -390,13 +390,16 @@ impl Connection {
         *self.inbound_slot() = InboundSlot::Closed;
     }
 
-    /// Records the transport request (the first one wins, as in .NET).
-    pub(crate) fn set_request(&self, request: RequestInfo) {
-        let _ = self.request.set(Arc::new(request));
-    }
-
-    /// Records the user of the request that attached the transport.
-    pub(crate) fn set_user(&self, user: Option<crate::hub::User>) {
+    /// Records the request that attached the transport and its user (the first one wins, as in .NET).
+    pub(crate) fn bind_request(
+        &self,
+        parts: &http::request::Parts,
+        remote: std::net::SocketAddr,
+        user: Option<crate::hub::User>,
+    ) {
+        let _ = self
+            .request
+            .set(Arc::new(RequestInfo::from_parts(parts, Some(remote))));
         if let Some(user) = user {
             let _ = self.user.set(user);
         }

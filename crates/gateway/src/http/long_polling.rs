@@ -14,11 +14,11 @@ use hubcast_protocol::Transport;
 use hyper::body::Incoming;
 
 use super::websocket::coalesce;
-use super::{Body, Refusal, attach, bytes, empty, lookup, offered, text};
+use super::{Body, Refusal, attach, bytes, empty, lookup, offered, start_with_posts, text};
 use crate::GatewayInner;
 use crate::close::CloseReason;
-use crate::connection::{Attachment, Batch, Connection, RequestInfo};
-use crate::endpoint::{Endpoint, run_application};
+use crate::connection::{Attachment, Batch, Connection};
+use crate::endpoint::Endpoint;
 use crate::hub::User;
 
 pub(super) async fn poll(
@@ -34,10 +34,8 @@ pub(super) async fn poll(
         Attachment::None => {
             attach(&connection, Transport::LongPolling)?;
             let (parts, _) = request.into_parts();
-            connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
-            connection.set_user(user);
-            let inbound = connection.open_inbound();
-            tokio::spawn(run_application(connection, inbound));
+            connection.bind_request(&parts, remote, user);
+            start_with_posts(connection);
             no_cache(bytes(
                 StatusCode::OK,
                 "application/octet-stream",

@@ -292,6 +292,12 @@ impl Refusal {
 }
 
 /// Finds the connection named by the `id` query parameter.
+/// Starts the application of an SSE or long-polling connection, whose input arrives in POSTs.
+fn start_with_posts(connection: Arc<Connection>) {
+    let inbound = connection.open_inbound();
+    tokio::spawn(crate::endpoint::run_application(connection, inbound));
+}
+
 /// Finds the connection named by the `id` query parameter, checking that `user` may use it.
 fn lookup<B>(
     inner: &GatewayInner,

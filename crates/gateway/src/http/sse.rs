@@ -14,10 +14,10 @@ use hubcast_protocol::Transport;
 use hyper::body::{Frame, Incoming};
 
 use super::websocket::coalesce;
-use super::{Body, Refusal, attach, lookup, offered};
+use super::{Body, Refusal, attach, lookup, offered, start_with_posts};
 use crate::GatewayInner;
-use crate::connection::{Batch, Connection, ConnectionManager, RequestInfo};
-use crate::endpoint::{Endpoint, run_application};
+use crate::connection::{Batch, Connection, ConnectionManager};
+use crate::endpoint::Endpoint;
 use crate::hub::User;
 
 pub(super) fn open(
@@ -31,10 +31,8 @@ pub(super) fn open(
     let connection = lookup(inner, endpoint, &request, user.as_ref())?;
     attach(&connection, Transport::ServerSentEvents)?;
     let (parts, _) = request.into_parts();
-    connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
-    connection.set_user(user);
-    let inbound = connection.open_inbound();
-    tokio::spawn(run_application(connection.clone(), inbound));
+    connection.bind_request(&parts, remote, user);
+    start_with_posts(connection.clone());
 
     let stream = Stream {
         connection,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
-use crate::connection::{Batch, Connection, Inbound, RequestInfo, WsRead};
+use crate::connection::{Batch, Connection, Inbound, WsRead};
 use crate::endpoint::{Endpoint, run_application};
 use crate::hub::User;
 
@@ -66,8 +66,7 @@ pub(super) fn upgrade(
         return Err(refusal);
     }
     let (parts, _) = request.into_parts();
-    connection.set_request(RequestInfo::from_parts(&parts, Some(remote)));
-    connection.set_user(user);
+    connection.bind_request(&parts, remote, user);
     let manager = inner.manager.clone();
     tokio::spawn(async move {
         match upgraded.await {
