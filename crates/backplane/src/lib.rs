@@ -4,9 +4,16 @@
 //! that one node and many nodes behave the same and hubs never know which backplane runs underneath.
 //!
 //! The split of work: each gateway node keeps its own local index of connections, groups and users and
-//! exposes it to the backplane as a [`LocalDelivery`]. The backplane's job is only to get a [`Publish`]
-//! to every node that may hold a recipient; each node then resolves the target against its local index.
-//! Messages travel already encoded ([`SerializedMessage`]), so a receiving node never re-encodes.
+//! exposes it to the backplane as a [`LocalHub`]. The backplane's jobs are
+//! - to get a [`Publish`] to every node that may hold a recipient (each node resolves the target against
+//!   its local index; messages travel already encoded as [`SerializedMessage`], so no node re-encodes);
+//! - to carry operations on a connection of another node: group add/remove ([`GroupCommand`]) and client
+//!   results ([`ClientInvocation`]);
+//! - to keep **presence**: who is online, each user's connections and each group's members on every node
+//!   ([`PresenceChange`], [`Backplane::online_users`], [`Backplane::group_members`]).
+//!
+//! A connection's node is part of its id: a node with a [`Backplane::node_tag`] names its connections
+//! `{tag}.{random}`, so a send to one connection goes straight to the node that holds it ([`node_of`]).
 //!
 //! [`MemoryBackplane`] is the single-process implementation: it hands a publish straight to every node
 //! attached in the same process (one in production; several in multi-node tests).
@@ -17,8 +24,9 @@ mod memory;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use hubcast_protocol::SerializedMessage;
+pub use hubcast_protocol::{Outcome, SerializedMessage};
 pub use ids::{ConnectionId, GroupName, UserId};
 pub use memory::MemoryBackplane;
 
@@ -51,28 +59,132 @@ pub struct Publish {
     pub message: Arc<SerializedMessage>,
 }
 
-/// What a node subscribes to beyond its hubs' broadcast channel: the backplane needs to route group,
-/// user and connection sends to a node only while that node holds a member.
+/// What a node subscribes to beyond its hubs' broadcast channel and its own node channel: group and
+/// user sends are routed to a node only while that node holds a member.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Interest {
     /// A group with at least one local member.
     Group(GroupName),
     /// A user with at least one local connection.
     User(UserId),
-    /// A local connection.
-    Connection(ConnectionId),
 }
 
-/// A node's view of its own connections, which the backplane calls to deliver what it received.
-pub trait LocalDelivery: Send + Sync {
+/// Adds a connection to a group or removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAction {
+    /// Add to the group.
+    Add,
+    /// Remove from the group.
+    Remove,
+}
+
+/// A group change for one connection, possibly held by another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCommand {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The group.
+    pub group: GroupName,
+    /// Add or remove.
+    pub action: GroupAction,
+}
+
+/// A client-result invocation for one connection, possibly held by another node.
+#[derive(Debug, Clone)]
+pub struct ClientInvocation {
+    /// The connection to invoke.
+    pub connection: ConnectionId,
+    /// The server-generated invocation id (inside `message` as well).
+    pub invocation_id: String,
+    /// The Invocation, encoded for every protocol the hub offers.
+    pub message: Arc<SerializedMessage>,
+    /// How long the node that holds the connection waits for the answer.
+    pub timeout: Duration,
+}
+
+/// Why an operation on a connection of another node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// No node holds that connection.
+    #[error("connection '{0}' does not exist")]
+    UnknownConnection(ConnectionId),
+    /// The connection is in `max_groups_per_connection` groups already.
+    #[error("the connection is in too many groups")]
+    TooManyGroups,
+    /// The connection closed before answering.
+    #[error("connection '{0}' disconnected")]
+    Disconnected(ConnectionId),
+    /// No answer in time.
+    #[error("the node holding the connection did not answer in time")]
+    Timeout,
+    /// The backplane could not carry the operation.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+/// One connection as a node reports it (presence snapshots and listings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// Its user, when authenticated.
+    pub user: Option<UserId>,
+}
+
+/// A local connection with its groups, as a node republishes its presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConnection {
+    /// The connection and its user.
+    pub member: Member,
+    /// The groups it is in.
+    pub groups: Vec<GroupName>,
+}
+
+/// A change to the presence of one node's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// A connection completed its handshake.
+    Connected(Member),
+    /// A connection ended (it leaves its groups too).
+    Disconnected(Member),
+    /// A connection joined a group.
+    Joined(Member, GroupName),
+    /// A connection left a group.
+    Left(Member, GroupName),
+}
+
+/// A node's view of its own connections of one hub, which the backplane calls to deliver what it received
+/// and to act on its connections for other nodes.
+pub trait LocalHub: Send + Sync {
     /// Delivers `publish` to the local connections its target names, except the excluded ones.
     fn deliver(&self, publish: &Publish);
+
+    /// Applies a group command to a local connection (another node asked).
+    fn group_command(&self, command: GroupCommand) -> BoxFuture<'_, Result<(), RemoteError>>;
+
+    /// Invokes a local connection for a client result (another node asked) and waits for its answer.
+    fn invoke_client(
+        &self,
+        invocation: ClientInvocation,
+    ) -> BoxFuture<'_, Result<Outcome, RemoteError>>;
+
+    /// Every local connection with its user and groups.
+    fn snapshot(&self) -> Vec<LocalConnection>;
+
+    /// Local users with their number of connections.
+    fn local_users(&self) -> Vec<(UserId, usize)>;
+
+    /// The local members of a group.
+    fn local_group_members(&self, group: &GroupName) -> Vec<Member>;
+
+    /// The local connections of a user.
+    fn local_user_connections(&self, user: &UserId) -> Vec<ConnectionId>;
 }
 
 /// Why a backplane operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackplaneError {
-    /// The backplane cannot reach its store (Redis down, say); the send was not delivered to other nodes.
+    /// The backplane cannot reach its store (Redis down, say); the operation did not reach other nodes.
     #[error("backplane unavailable: {0}")]
     Unavailable(String),
     /// A hub was used before it was attached.
@@ -80,13 +192,27 @@ pub enum BackplaneError {
     UnknownHub(String),
 }
 
+/// The node a connection id names (`{tag}.{random}`), if it names one.
+pub fn node_of(connection: &ConnectionId) -> Option<&str> {
+    connection
+        .as_str()
+        .split_once('.')
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+}
+
 /// The seam between hubs and the transport that carries their sends between nodes.
 pub trait Backplane: Send + Sync + 'static {
-    /// Attaches a node's local connections of `hub`: from now on publishes for that hub reach `local`.
+    /// This node's routing tag, which prefixes its connection ids; `None` when there is no other node to
+    /// route to.
+    fn node_tag(&self) -> Option<&str>;
+
+    /// Attaches a node's local connections of `hub`: from now on publishes and commands for that hub
+    /// reach `local`.
     fn attach(
         &self,
         hub: &str,
-        local: Arc<dyn LocalDelivery>,
+        local: Arc<dyn LocalHub>,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
     /// Sends a message to its target on every node (this one included).
@@ -103,4 +229,54 @@ pub trait Backplane: Send + Sync + 'static {
         hub: &str,
         interest: Interest,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
+
+    /// Applies a group command to a connection this node does not hold, on the node that holds it.
+    fn group_command(
+        &self,
+        hub: &str,
+        command: GroupCommand,
+    ) -> BoxFuture<'_, Result<(), RemoteError>>;
+
+    /// Invokes a connection this node does not hold for a client result, on the node that holds it.
+    fn invoke_client(
+        &self,
+        hub: &str,
+        invocation: ClientInvocation,
+    ) -> BoxFuture<'_, Result<Outcome, RemoteError>>;
+
+    /// Records a presence change of this node's connections.
+    fn presence(
+        &self,
+        hub: &str,
+        change: PresenceChange,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>>;
+
+    /// Online users on every node, with their number of connections, sorted by user id.
+    fn online_users(&self, hub: &str) -> BoxFuture<'_, Result<Vec<(UserId, u64)>, BackplaneError>>;
+
+    /// A user's connections on every node.
+    fn user_connections(
+        &self,
+        hub: &str,
+        user: &UserId,
+    ) -> BoxFuture<'_, Result<Vec<ConnectionId>, BackplaneError>>;
+
+    /// A group's members on every node.
+    fn group_members(
+        &self,
+        hub: &str,
+        group: &GroupName,
+    ) -> BoxFuture<'_, Result<Vec<Member>, BackplaneError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_tags_are_read_from_connection_ids() {
+        assert_eq!(node_of(&ConnectionId::from("n1.abc")), Some("n1"));
+        assert_eq!(node_of(&ConnectionId::from("abc")), None);
+        assert_eq!(node_of(&ConnectionId::from(".abc")), None);
+    }
 }

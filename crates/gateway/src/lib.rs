@@ -211,7 +211,7 @@ impl GatewayBuilder {
         Ok(Gateway {
             inner: Arc::new(GatewayInner {
                 endpoints,
-                manager: Arc::new(ConnectionManager::default()),
+                manager: Arc::new(ConnectionManager::new(self.backplane.node_tag())),
                 routes: self.routes,
                 negotiate_hook: self.negotiate_hook,
                 auth: self.auth,

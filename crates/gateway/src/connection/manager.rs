@@ -19,9 +19,19 @@ use crate::endpoint::Endpoint;
 #[derive(Default)]
 pub(crate) struct ConnectionManager {
     connections: DashMap<Arc<str>, Arc<Connection>>,
+    /// The backplane's routing tag for this node, which prefixes every connection id.
+    node_tag: Option<Arc<str>>,
 }
 
 impl ConnectionManager {
+    /// A manager naming its connections `{node_tag}.{random}` (just `{random}` without a tag).
+    pub(crate) fn new(node_tag: Option<&str>) -> Self {
+        Self {
+            connections: DashMap::new(),
+            node_tag: node_tag.map(Arc::from),
+        }
+    }
+
     /// Creates and registers a connection for `owner` at `address`. With negotiate version 0 the token
     /// is the connection id. `None` when the owner or address already holds its maximum.
     pub(crate) fn create(
@@ -31,7 +41,10 @@ impl ConnectionManager {
         owner: Option<UserId>,
         address: Option<IpAddr>,
     ) -> Result<Option<Arc<Connection>>, RandomError> {
-        let id = ids::random_id()?;
+        let id = match &self.node_tag {
+            Some(tag) => format!("{tag}.{}", ids::random_id()?),
+            None => ids::random_id()?,
+        };
         let token: Arc<str> = if negotiate_version > 0 {
             Arc::from(ids::random_id()?)
         } else {

@@ -1,12 +1,15 @@
-//! Sending to clients and managing groups. Every send is encoded once per protocol the hub offers and
-//! published through the backplane, which gets it to every node holding a recipient (this one included).
+//! Sending to clients, managing groups and reading presence. Every send is encoded once per protocol the
+//! hub offers and published through the backplane, which gets it to every node holding a recipient (this
+//! one included). Group changes and client results for a connection of another node go to that node
+//! through the backplane; presence listings cover every node.
 
 use std::sync::Arc;
 
 use hubcast_backplane::{
-    BackplaneError, ConnectionId, GroupName, Interest, Publish, SerializedMessage, Target, UserId,
+    BackplaneError, ClientInvocation, ConnectionId, GroupAction, GroupCommand, GroupName, Member,
+    Outcome, Publish, RemoteError, SerializedMessage, Target, UserId,
 };
-use hubcast_protocol::{HubMessage, Invocation, encode_message};
+use hubcast_protocol::{HubMessage, Invocation, Protocol, encode_message};
 use serde::Serialize;
 
 use super::context::InvocationScope;
@@ -27,8 +30,8 @@ pub enum SendError {
 /// Why a group operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
-    /// No connection with that id on this node.
-    #[error("connection '{0}' does not exist on this node")]
+    /// No node holds a connection with that id.
+    #[error("connection '{0}' does not exist")]
     UnknownConnection(ConnectionId),
     /// Group names are 1 to 1024 characters.
     #[error("group names must be 1 to 1024 characters long")]
@@ -36,9 +39,25 @@ pub enum GroupError {
     /// The connection is in `max_groups_per_connection` groups already.
     #[error("the connection is in too many groups")]
     TooManyGroups,
-    /// The backplane refused the subscription.
+    /// The node holding the connection did not answer in time.
+    #[error("the node holding the connection did not answer in time")]
+    Timeout,
+    /// The backplane could not carry the change.
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+}
+
+impl From<RemoteError> for GroupError {
+    fn from(error: RemoteError) -> Self {
+        match error {
+            RemoteError::UnknownConnection(id) | RemoteError::Disconnected(id) => {
+                Self::UnknownConnection(id)
+            }
+            RemoteError::TooManyGroups => Self::TooManyGroups,
+            RemoteError::Timeout => Self::Timeout,
+            RemoteError::Backplane(error) => Self::Backplane(error),
+        }
+    }
 }
 
 /// A handle on a hub, for sending from anywhere (hub methods, background tasks, the control API).
@@ -127,6 +146,30 @@ impl HubContext {
         }
     }
 
+    /// Online users on every node with their number of connections, sorted by user id.
+    pub async fn online_users(&self) -> Result<Vec<(UserId, u64)>, BackplaneError> {
+        self.shared.backplane.online_users(&self.shared.name).await
+    }
+
+    /// A user's connections on every node.
+    pub async fn user_connections(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ConnectionId>, BackplaneError> {
+        self.shared
+            .backplane
+            .user_connections(&self.shared.name, user)
+            .await
+    }
+
+    /// A group's members on every node.
+    pub async fn group_members(&self, group: &GroupName) -> Result<Vec<Member>, BackplaneError> {
+        self.shared
+            .backplane
+            .group_members(&self.shared.name, group)
+            .await
+    }
+
     /// Connections of this hub on this node.
     pub fn local_connection_count(&self) -> usize {
         self.shared.registry.len()
@@ -207,6 +250,24 @@ pub struct ClientProxy {
 }
 
 impl ClientProxy {
+    /// Encodes `message` for every protocol the hub offers.
+    fn encode<A: Serialize + ?Sized>(
+        &self,
+        message: &HubMessage<&A, ()>,
+    ) -> Result<SerializedMessage, String> {
+        let mut json = None;
+        let mut msgpack = None;
+        for &protocol in &self.shared.options.supported_protocols {
+            let bytes = encode_message(protocol, message, self.shared.options.json_naming_policy)
+                .map_err(|e| e.0)?;
+            match protocol {
+                Protocol::Json => json = Some(bytes),
+                Protocol::MessagePack => msgpack = Some(bytes),
+            }
+        }
+        Ok(SerializedMessage::from_encoded(json, msgpack))
+    }
+
     /// Invokes `method` with `args` (a tuple, one element per argument) on every recipient. The message
     /// is encoded once per protocol the hub offers, whatever the number of recipients.
     pub async fn send<A: Serialize + ?Sized>(
@@ -215,21 +276,11 @@ impl ClientProxy {
         args: &A,
     ) -> Result<(), SendError> {
         let message: HubMessage<&A, ()> = HubMessage::Invocation(Invocation::new(method, args));
-        let mut json = None;
-        let mut msgpack = None;
-        for &protocol in &self.shared.options.supported_protocols {
-            let bytes = encode_message(protocol, &message, self.shared.options.json_naming_policy)
-                .map_err(|e| SendError::Encode(e.0))?;
-            match protocol {
-                hubcast_protocol::Protocol::Json => json = Some(bytes),
-                hubcast_protocol::Protocol::MessagePack => msgpack = Some(bytes),
-            }
-        }
         let publish = Publish {
             hub: self.shared.name.clone(),
             target: self.target.clone(),
             excluded: self.excluded.clone(),
-            message: Arc::new(SerializedMessage::from_encoded(json, msgpack)),
+            message: Arc::new(self.encode(&message).map_err(SendError::Encode)?),
         };
         self.shared.backplane.publish(publish).await?;
         Ok(())
@@ -261,6 +312,9 @@ pub enum ClientResultError {
     #[error("{0}")]
     Send(String),
 }
+
+/// How much longer than its own timeout a client result waits for another node's answer.
+const REMOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long [`ClientProxy::invoke`] waits for an answer.
 pub const DEFAULT_CLIENT_RESULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -294,56 +348,69 @@ impl ClientProxy {
         let [id] = ids.as_slice() else {
             return Err(ClientResultError::NotSingleConnection);
         };
-        let connection = self
-            .shared
-            .registry
-            .get(id)
-            .ok_or_else(|| ClientResultError::NoSuchConnection(id.clone()))?;
-        let invocation_id = format!("s{}", self.shared.next_result_id());
-        let answer = connection.expect_result(invocation_id.clone());
+        let invocation_id = self.shared.next_result_id();
         let message: HubMessage<&A, ()> = HubMessage::Invocation(Invocation {
             invocation_id: Some(invocation_id.clone()),
             ..Invocation::new(method, args)
         });
-        let bytes = encode_message(
-            connection.protocol,
-            &message,
-            self.shared.options.json_naming_policy,
-        )
-        .map_err(|e| ClientResultError::Send(e.0))?;
-        connection.push(bytes);
-        let released = self.scope.as_ref().is_some_and(|scope| scope.release());
-        let outcome = tokio::time::timeout(timeout, answer).await;
+        let release = || self.scope.as_ref().is_some_and(|scope| scope.release());
+        let (released, outcome) = match self.shared.registry.get(id) {
+            Some(connection) => {
+                let naming = self.shared.options.json_naming_policy;
+                let bytes = encode_message(connection.protocol, &message, naming)
+                    .map_err(|e| ClientResultError::Send(e.0))?;
+                let released = release();
+                let answer = self
+                    .shared
+                    .invoke_local(&connection, invocation_id, bytes, timeout);
+                (released, answer.await)
+            }
+            None => {
+                let invocation = ClientInvocation {
+                    connection: id.clone(),
+                    invocation_id,
+                    message: Arc::new(self.encode(&message).map_err(ClientResultError::Send)?),
+                    timeout,
+                };
+                let released = release();
+                let remote = self
+                    .shared
+                    .backplane
+                    .invoke_client(&self.shared.name, invocation);
+                // The other node times out first; this bound only covers a node that never answers.
+                let answer = tokio::time::timeout(timeout + REMOTE_GRACE, remote).await;
+                (released, answer.unwrap_or(Err(RemoteError::Timeout)))
+            }
+        };
         if released && let Some(scope) = &self.scope {
             scope.reacquire().await;
         }
-        let outcome = match outcome {
-            Err(_) => {
-                connection.forget_result(&invocation_id);
-                return Err(ClientResultError::Timeout);
-            }
-            Ok(Err(_)) => return Err(ClientResultError::Disconnected(id.clone())),
-            Ok(Ok(outcome)) => outcome,
-        };
+        let outcome = outcome.map_err(|error| match error {
+            RemoteError::UnknownConnection(id) => ClientResultError::NoSuchConnection(id),
+            RemoteError::Disconnected(id) => ClientResultError::Disconnected(id),
+            RemoteError::Timeout => ClientResultError::Timeout,
+            RemoteError::TooManyGroups => ClientResultError::Send(error.to_string()),
+            RemoteError::Backplane(error) => ClientResultError::Send(error.to_string()),
+        })?;
         match outcome {
-            hubcast_protocol::Outcome::Result(raw) => raw
+            Outcome::Result(raw) => raw
                 .deserialize()
                 .map_err(|e| ClientResultError::Decode(e.0)),
-            hubcast_protocol::Outcome::Void => Err(ClientResultError::Client(
+            Outcome::Void => Err(ClientResultError::Client(
                 "Client didn't provide a result.".to_owned(),
             )),
-            hubcast_protocol::Outcome::Error(error) => Err(ClientResultError::Client(error)),
+            Outcome::Error(error) => Err(ClientResultError::Client(error)),
         }
     }
 }
 
-/// Adds connections to groups and removes them.
+/// Adds connections to groups and removes them, on whichever node holds them.
 pub struct Groups {
     shared: Arc<HubShared>,
 }
 
 impl Groups {
-    /// Adds a connection of this node to a group.
+    /// Adds a connection to a group.
     pub async fn add(
         &self,
         connection: &ConnectionId,
@@ -353,38 +420,38 @@ impl Groups {
         if group.as_str().is_empty() || group.as_str().chars().count() > MAX_GROUP_NAME {
             return Err(GroupError::InvalidName);
         }
-        let first = self.shared.registry.add_to_group(
-            connection,
-            &group,
-            self.shared.options.max_groups_per_connection,
-        )?;
-        if first {
-            self.shared
-                .backplane
-                .subscribe(&self.shared.name, Interest::Group(group))
-                .await?;
-        }
-        Ok(())
+        self.apply(connection, group, GroupAction::Add).await
     }
 
-    /// Removes a connection of this node from a group (a no-op when it is not a member).
+    /// Removes a connection from a group (a no-op when it is not a member).
     pub async fn remove(
         &self,
         connection: &ConnectionId,
         group: impl Into<GroupName>,
     ) -> Result<(), GroupError> {
-        let group = group.into();
-        let last = self
-            .shared
-            .registry
-            .remove_from_group(connection, &group)
-            .ok_or_else(|| GroupError::UnknownConnection(connection.clone()))?;
-        if last {
+        self.apply(connection, group.into(), GroupAction::Remove)
+            .await
+    }
+
+    async fn apply(
+        &self,
+        connection: &ConnectionId,
+        group: GroupName,
+        action: GroupAction,
+    ) -> Result<(), GroupError> {
+        let command = GroupCommand {
+            connection: connection.clone(),
+            group,
+            action,
+        };
+        let result = if self.shared.registry.get(connection).is_some() {
+            self.shared.group_local(&command).await
+        } else {
             self.shared
                 .backplane
-                .unsubscribe(&self.shared.name, Interest::Group(group))
-                .await?;
-        }
-        Ok(())
+                .group_command(&self.shared.name, command)
+                .await
+        };
+        Ok(result?)
     }
 }

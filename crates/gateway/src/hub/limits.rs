@@ -2,6 +2,7 @@
 //! bounds on groups. A call over its rate gets an error Completion; a client that keeps calling over the
 //! limit is closed.
 
+use hubcast_backplane::BoxFuture;
 use std::time::Instant;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -42,7 +43,7 @@ impl Bucket {
 /// `GatewayBuilder::rate_limiter`.
 pub trait RateLimiter: Send + Sync + 'static {
     /// Takes a token from `key`'s bucket (`rate` a second, `burst` at most); false when it is empty.
-    fn try_acquire(&self, key: &str, rate: f64, burst: f64) -> bool;
+    fn try_acquire<'a>(&'a self, key: &'a str, rate: f64, burst: f64) -> BoxFuture<'a, bool>;
 }
 
 /// Per-key token buckets in this process.
@@ -52,7 +53,15 @@ pub struct LocalRateLimiter {
 }
 
 impl RateLimiter for LocalRateLimiter {
-    fn try_acquire(&self, key: &str, rate: f64, burst: f64) -> bool {
+    fn try_acquire<'a>(&'a self, key: &'a str, rate: f64, burst: f64) -> BoxFuture<'a, bool> {
+        let admitted = self.acquire_now(key, rate, burst);
+        Box::pin(async move { admitted })
+    }
+}
+
+impl LocalRateLimiter {
+    /// Takes a token from `key`'s bucket in this process.
+    pub fn acquire_now(&self, key: &str, rate: f64, burst: f64) -> bool {
         let now = Instant::now();
         if let Some(mut bucket) = self.buckets.get_mut(key) {
             return bucket.try_take(now);

@@ -1,6 +1,7 @@
 //! The node-local index of a hub's connections, with groups and users indexed in both directions
 //! (group → members, and each connection's own group set), so a disconnect costs O(its groups) and a
-//! group send walks only the group. It is the [`LocalDelivery`] the backplane hands publishes to.
+//! group send walks only the group. The hub's [`LocalHub`](hubcast_backplane::LocalHub) delivers what
+//! the backplane hands it through it, and reads local presence from it.
 //!
 //! Group and user entries hold the connections themselves, so a send to a group never does a second
 //! lookup per member. Pushing to a connection never waits: a full queue closes that connection as a
@@ -11,11 +12,12 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use hubcast_backplane::{ConnectionId, GroupName, LocalDelivery, Publish, Target, UserId};
+use hubcast_backplane::{
+    ConnectionId, GroupName, LocalConnection, Member, Publish, RemoteError, Target, UserId,
+};
 use hubcast_protocol::{Outcome, Protocol};
 use tokio::sync::oneshot;
 
-use super::clients::GroupError;
 use crate::close::CloseReason;
 use crate::connection::{Connection, PushError, Replay};
 
@@ -145,6 +147,14 @@ impl HubConnection {
     fn groups(&self) -> std::sync::MutexGuard<'_, HashSet<GroupName>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The connection and its user, as presence records them.
+    pub(crate) fn member(&self) -> Member {
+        Member {
+            connection: self.id.clone(),
+            user: self.user.clone(),
+        }
+    }
 }
 
 type Members = HashMap<ConnectionId, Arc<HubConnection>>;
@@ -218,40 +228,75 @@ impl Registry {
         }
     }
 
-    /// Adds a local connection to a group (at most `limit` groups a connection, 0: unlimited); true when
-    /// it is the group's first local member.
+    /// Adds a local connection to a group (at most `limit` groups a connection, 0: unlimited): `None`
+    /// when it was a member already, else whether it is the group's first local member.
     pub(crate) fn add_to_group(
         &self,
         id: &ConnectionId,
         group: &GroupName,
         limit: usize,
-    ) -> Result<bool, GroupError> {
+    ) -> Result<Option<bool>, RemoteError> {
         let connection = self
             .connections
             .get(id)
             .map(|c| c.value().clone())
-            .ok_or_else(|| GroupError::UnknownConnection(id.clone()))?;
+            .ok_or_else(|| RemoteError::UnknownConnection(id.clone()))?;
         {
             let mut groups = connection.groups();
             if groups.contains(group) {
-                return Ok(false);
+                return Ok(None);
             }
             if limit > 0 && groups.len() >= limit {
-                return Err(GroupError::TooManyGroups);
+                return Err(RemoteError::TooManyGroups);
             }
             groups.insert(group.clone());
         }
-        Ok(insert_member(&self.groups, group.clone(), &connection))
+        Ok(Some(insert_member(
+            &self.groups,
+            group.clone(),
+            &connection,
+        )))
     }
 
-    /// Removes a local connection from a group: `None` if unknown, else whether the group has no local
-    /// member left.
-    pub(crate) fn remove_from_group(&self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
+    /// Removes a local connection from a group: `None` if the connection is unknown, `Some(None)` when it
+    /// was not a member, else whether the group has no local member left.
+    pub(crate) fn remove_from_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Option<Option<bool>> {
         let connection = self.connections.get(id)?.value().clone();
         if !connection.groups().remove(group) {
-            return Some(false);
+            return Some(None);
         }
-        Some(remove_member(&self.groups, group, id))
+        Some(Some(remove_member(&self.groups, group, id)))
+    }
+
+    /// Every local connection with its user and groups.
+    pub(crate) fn snapshot(&self) -> Vec<LocalConnection> {
+        self.connections
+            .iter()
+            .map(|c| LocalConnection {
+                member: c.member(),
+                groups: c.groups().iter().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// Local users with their number of connections.
+    pub(crate) fn users(&self) -> Vec<(UserId, usize)> {
+        self.users
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().len()))
+            .collect()
+    }
+
+    /// The local members of a group.
+    pub(crate) fn group_members(&self, group: &GroupName) -> Vec<Member> {
+        self.groups
+            .get(group)
+            .map(|members| members.values().map(|c| c.member()).collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -272,8 +317,9 @@ impl Registry {
     }
 }
 
-impl LocalDelivery for Registry {
-    fn deliver(&self, publish: &Publish) {
+impl Registry {
+    /// Delivers `publish` to the local connections its target names, except the excluded ones.
+    pub(crate) fn deliver(&self, publish: &Publish) {
         let excluded = &publish.excluded;
         let send = |connection: &HubConnection| {
             if excluded.contains(&connection.id) {

@@ -1,13 +1,18 @@
 //! A hub as the gateway runs it: the user's hub definition, its options, its local registry and the
-//! backplane it publishes through.
+//! backplane it publishes through. It owns the local side of group membership and client results, which
+//! a hub method on this node and a command from another node (through [`LocalNode`]) share.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use hubcast_backplane::{Backplane, BackplaneError};
+use hubcast_backplane::{
+    Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupAction,
+    GroupCommand, GroupName, Interest, LocalConnection, LocalHub, Member, Outcome, PresenceChange,
+    Publish, RemoteError, UserId,
+};
 
 use super::HubApp;
 use super::clients::HubContext;
-use super::registry::Registry;
+use super::registry::{HubConnection, Registry};
 use crate::config::HubOptions;
 use crate::connection::{Connection, Inbound};
 
@@ -24,10 +29,179 @@ pub(crate) struct HubShared {
 }
 
 impl HubShared {
-    pub(crate) fn next_result_id(&self) -> u64 {
-        self.result_ids
+    /// A new client-result invocation id, unique on this node (and across nodes, with a node tag).
+    pub(crate) fn next_result_id(&self) -> String {
+        let n = self
+            .result_ids
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1
+            + 1;
+        match self.backplane.node_tag() {
+            Some(tag) => format!("s{tag}.{n}"),
+            None => format!("s{n}"),
+        }
+    }
+
+    /// Records a presence change; a failure is logged (the backplane republishes presence when it can).
+    pub(crate) async fn presence(&self, change: PresenceChange) {
+        if let Err(error) = self.backplane.presence(&self.name, change).await {
+            tracing::warn!(%error, hub = %self.name, "presence update failed");
+        }
+    }
+
+    /// Tells the backplane this node now holds (or no longer holds) a member of `interest`.
+    pub(crate) async fn interest(&self, interest: Interest, subscribe: bool) {
+        let result = if subscribe {
+            self.backplane.subscribe(&self.name, interest).await
+        } else {
+            self.backplane.unsubscribe(&self.name, interest).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, subscribe, "backplane interest update failed");
+        }
+    }
+
+    /// Adds or removes a connection of this node to or from a group.
+    pub(crate) async fn group_local(&self, command: &GroupCommand) -> Result<(), RemoteError> {
+        let GroupCommand {
+            connection,
+            group,
+            action,
+        } = command;
+        let member = self
+            .registry
+            .get(connection)
+            .ok_or_else(|| RemoteError::UnknownConnection(connection.clone()))?
+            .member();
+        let changed = match action {
+            GroupAction::Add => {
+                let limit = self.options.max_groups_per_connection;
+                self.registry.add_to_group(connection, group, limit)?
+            }
+            GroupAction::Remove => self
+                .registry
+                .remove_from_group(connection, group)
+                .ok_or_else(|| RemoteError::UnknownConnection(connection.clone()))?,
+        };
+        let Some(first_or_last) = changed else {
+            return Ok(());
+        };
+        let subscribe = *action == GroupAction::Add;
+        if first_or_last {
+            self.interest(Interest::Group(group.clone()), subscribe)
+                .await;
+        }
+        let change = if subscribe {
+            PresenceChange::Joined(member, group.clone())
+        } else {
+            PresenceChange::Left(member, group.clone())
+        };
+        self.presence(change).await;
+        Ok(())
+    }
+
+    /// Queues an Invocation that asks a local connection for a result and waits for the answer.
+    pub(crate) async fn invoke_local(
+        &self,
+        connection: &HubConnection,
+        invocation_id: String,
+        bytes: bytes::Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<Outcome, RemoteError> {
+        let answer = connection.expect_result(invocation_id.clone());
+        connection.push(bytes);
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => {
+                connection.forget_result(&invocation_id);
+                Err(RemoteError::Timeout)
+            }
+            Ok(Err(_)) => Err(RemoteError::Disconnected(connection.id.clone())),
+            Ok(Ok(outcome)) => Ok(outcome),
+        }
+    }
+}
+
+/// The hub's local side as the backplane sees it.
+struct LocalNode(Weak<HubShared>);
+
+impl LocalNode {
+    fn shared(&self) -> Result<Arc<HubShared>, RemoteError> {
+        self.0.upgrade().ok_or_else(|| {
+            RemoteError::Backplane(BackplaneError::Unavailable("the hub stopped".into()))
+        })
+    }
+}
+
+impl LocalHub for LocalNode {
+    fn deliver(&self, publish: &Publish) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.registry.deliver(publish);
+        }
+    }
+
+    fn group_command(&self, command: GroupCommand) -> BoxFuture<'_, Result<(), RemoteError>> {
+        Box::pin(async move { self.shared()?.group_local(&command).await })
+    }
+
+    fn invoke_client(
+        &self,
+        invocation: ClientInvocation,
+    ) -> BoxFuture<'_, Result<Outcome, RemoteError>> {
+        Box::pin(async move {
+            let shared = self.shared()?;
+            let unknown = || RemoteError::UnknownConnection(invocation.connection.clone());
+            let connection = shared
+                .registry
+                .get(&invocation.connection)
+                .ok_or_else(unknown)?;
+            let bytes = invocation
+                .message
+                .get(connection.protocol)
+                .map_err(|_| unknown())?
+                .clone();
+            shared
+                .invoke_local(
+                    &connection,
+                    invocation.invocation_id,
+                    bytes,
+                    invocation.timeout,
+                )
+                .await
+        })
+    }
+
+    fn snapshot(&self) -> Vec<LocalConnection> {
+        self.0
+            .upgrade()
+            .map(|shared| shared.registry.snapshot())
+            .unwrap_or_default()
+    }
+
+    fn local_users(&self) -> Vec<(UserId, usize)> {
+        self.0
+            .upgrade()
+            .map(|shared| shared.registry.users())
+            .unwrap_or_default()
+    }
+
+    fn local_group_members(&self, group: &GroupName) -> Vec<Member> {
+        self.0
+            .upgrade()
+            .map(|shared| shared.registry.group_members(group))
+            .unwrap_or_default()
+    }
+
+    fn local_user_connections(&self, user: &UserId) -> Vec<ConnectionId> {
+        self.0
+            .upgrade()
+            .map(|shared| {
+                shared
+                    .registry
+                    .of_user(user)
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -45,16 +219,16 @@ impl HubRuntime {
         backplane: Arc<dyn Backplane>,
         limiter: Arc<dyn super::RateLimiter>,
     ) -> Result<Arc<Self>, BackplaneError> {
-        let registry = Arc::new(Registry::default());
-        backplane.attach(app.name(), registry.clone()).await?;
         let shared = Arc::new(HubShared {
             name: Arc::from(app.name()),
             options,
-            backplane,
-            registry,
+            backplane: backplane.clone(),
+            registry: Arc::new(Registry::default()),
             limiter,
             result_ids: std::sync::atomic::AtomicU64::new(0),
         });
+        let local = Arc::new(LocalNode(Arc::downgrade(&shared)));
+        backplane.attach(app.name(), local).await?;
         Ok(Arc::new(Self { app, shared }))
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hubcast_backplane::Interest;
+use hubcast_backplane::{Interest, PresenceChange};
 use hubcast_protocol::handshake::{self, HandshakeError, HandshakeRequest};
 use hubcast_protocol::{
     Arguments, HubMessage, Invocation, MessageReader, Outcome, Protocol, RawValue, Transport,
@@ -236,9 +236,10 @@ impl Session {
         if shared.registry.add(self.hub_connection.clone())
             && let Some(user) = &self.hub_connection.user
         {
-            self.subscribe(Interest::User(user.clone())).await;
+            shared.interest(Interest::User(user.clone()), true).await;
         }
-        self.subscribe(Interest::Connection(self.connection.id.clone()))
+        shared
+            .presence(PresenceChange::Connected(self.hub_connection.member()))
             .await;
         let connected = error::catch_panic(
             self.hub.app.on_connected(self.caller.clone(), shared),
@@ -252,27 +253,6 @@ impl Session {
             return CloseReason::ConnectedHandlerFailed(detail);
         }
         self.receive_loop(&mut reader, inbound).await
-    }
-
-    async fn subscribe(&self, interest: Interest) {
-        self.interest(interest, true).await;
-    }
-
-    async fn unsubscribe(&self, interest: Interest) {
-        self.interest(interest, false).await;
-    }
-
-    /// Tells the backplane this node now holds (or no longer holds) a member of `interest`.
-    async fn interest(&self, interest: Interest, subscribe: bool) {
-        let shared = &self.hub.shared;
-        let result = if subscribe {
-            shared.backplane.subscribe(&shared.name, interest).await
-        } else {
-            shared.backplane.unsubscribe(&shared.name, interest).await
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, subscribe, "backplane interest update failed");
-        }
     }
 
     async fn receive_loop(&self, reader: &mut MessageReader, inbound: &mut Inbound) -> CloseReason {
@@ -503,7 +483,7 @@ impl Session {
             fail(error::unauthorized(&target));
             return None;
         }
-        match self.admit(&key) {
+        match self.admit(&key).await {
             Admission::Admitted => {}
             Admission::Refused => {
                 fail(error::rate_limited(&target));
@@ -603,28 +583,34 @@ impl Session {
 
     /// Takes a token of the hub's bucket and the method's, if they have them.
     /// `key` is the lower-cased method name.
-    fn admit(&self, key: &str) -> Admission {
+    async fn admit(&self, key: &str) -> Admission {
         let shared = &self.hub.shared;
         let options = &shared.options;
         let per_method = self.hub.app.rate_limit(key);
-        let per_user = self
+        let user_ok = match self
             .caller
             .user
             .as_ref()
-            .filter(|_| options.user_invocation_rate > 0.0);
+            .filter(|_| options.user_invocation_rate > 0.0)
+        {
+            Some(user) => {
+                let key = format!("{}:{}", shared.name, user.id);
+                shared
+                    .limiter
+                    .try_acquire(
+                        &key,
+                        options.user_invocation_rate,
+                        options.user_invocation_burst,
+                    )
+                    .await
+            }
+            None => true,
+        };
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        if limits.hub.is_none() && per_method.is_none() && per_user.is_none() {
+        if user_ok && limits.hub.is_none() && per_method.is_none() {
             return Admission::Admitted;
         }
         let now = std::time::Instant::now();
-        let user_ok = per_user.is_none_or(|user| {
-            let key = format!("{}:{}", shared.name, user.id);
-            shared.limiter.try_acquire(
-                &key,
-                options.user_invocation_rate,
-                options.user_invocation_burst,
-            )
-        });
         let hub_ok = user_ok
             && limits
                 .hub
@@ -692,16 +678,17 @@ impl Session {
         };
         let _ = error::catch_panic(run, "on_disconnected").await;
         let removed = shared.registry.remove(&self.connection.id);
+        shared
+            .presence(PresenceChange::Disconnected(self.hub_connection.member()))
+            .await;
         for group in removed.empty_groups {
-            self.unsubscribe(Interest::Group(group)).await;
+            shared.interest(Interest::Group(group), false).await;
         }
         if removed.last_of_user
             && let Some(user) = &self.hub_connection.user
         {
-            self.unsubscribe(Interest::User(user.clone())).await;
+            shared.interest(Interest::User(user.clone()), false).await;
         }
-        self.unsubscribe(Interest::Connection(self.connection.id.clone()))
-            .await;
     }
 }
 
