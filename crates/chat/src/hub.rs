@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hubcast_gateway::hub::ClientStream;
-use hubcast_gateway::{Context, Hub, HubError};
+use hubcast_gateway::{Context, GroupName, Hub, HubError};
 use hubcast_protocol::dotnet::DateTime;
 
 use crate::store::{MessageStore, StoredMessage, direct_room};
@@ -57,16 +57,10 @@ const TYPING_EVERY: Duration = Duration::from_millis(500);
 /// What the chat hub shares between connections.
 pub struct Chat {
     store: Arc<dyn MessageStore>,
-    /// Connections per online user.
-    online: Mutex<HashMap<String, usize>>,
     /// When each user last had a typing event relayed.
     typing: Mutex<HashMap<String, Instant>>,
     /// Muted users, until when.
     muted: Mutex<HashMap<String, chrono::DateTime<Utc>>>,
-    /// Rooms: member user → how many of their connections joined.
-    rooms: Mutex<HashMap<String, HashMap<String, usize>>>,
-    /// Rooms each connection joined (to leave them when it goes).
-    joined: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Chat {
@@ -74,60 +68,8 @@ impl Chat {
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
         Self {
             store,
-            online: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
             muted: Mutex::new(HashMap::new()),
-            rooms: Mutex::new(HashMap::new()),
-            joined: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Records that `connection` of `user` joined `room`.
-    fn enter(&self, room: &str, user: &str, connection: &str) {
-        let mut joined = self.joined.lock().unwrap_or_else(|p| p.into_inner());
-        let rooms_of = joined.entry(connection.to_owned()).or_default();
-        if rooms_of.iter().any(|r| r == room) {
-            return;
-        }
-        rooms_of.push(room.to_owned());
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        *rooms
-            .entry(room.to_owned())
-            .or_default()
-            .entry(user.to_owned())
-            .or_default() += 1;
-    }
-
-    /// Records that `connection` of `user` left `room` (or every room, with `None`).
-    fn leave(&self, room: Option<&str>, user: &str, connection: &str) {
-        let left: Vec<String> = {
-            let mut joined = self.joined.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(rooms_of) = joined.get_mut(connection) else {
-                return;
-            };
-            let left = match room {
-                Some(room) => rooms_of.iter().filter(|r| *r == room).cloned().collect(),
-                None => std::mem::take(rooms_of),
-            };
-            rooms_of.retain(|r| !left.contains(r));
-            if rooms_of.is_empty() {
-                joined.remove(connection);
-            }
-            left
-        };
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        for room in left {
-            if let Some(members) = rooms.get_mut(&room) {
-                if let Some(count) = members.get_mut(user) {
-                    *count -= 1;
-                    if *count == 0 {
-                        members.remove(user);
-                    }
-                }
-                if members.is_empty() {
-                    rooms.remove(&room);
-                }
-            }
         }
     }
 }
@@ -217,6 +159,25 @@ fn check_room(room: &str) -> Result<(), HubError> {
     }
 }
 
+/// Whether the caller's user has other connections on any node (`None`: presence is unavailable).
+/// Anonymous callers never do.
+async fn others_online(ctx: &Ctx) -> Option<bool> {
+    let Some(user) = ctx.user_id() else {
+        return Some(false);
+    };
+    match ctx.clients().user_connections(user).await {
+        Ok(connections) => Some(connections.iter().any(|c| c != ctx.connection_id())),
+        Err(error) => {
+            tracing::warn!(%error, "presence unavailable: not announcing a join or leave");
+            None
+        }
+    }
+}
+
+fn presence_error(error: hubcast_gateway::BackplaneError) -> HubError {
+    HubError::internal("PresenceException", error.to_string())
+}
+
 fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMessage, HubError> {
     result.map_err(|e| HubError::internal("StoreException", e.to_string()))
 }
@@ -225,14 +186,8 @@ fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMess
 pub fn chat_hub(chat: Chat) -> Hub<Chat> {
     Hub::builder("chat", chat)
         .on_connected(|ctx: Ctx| async move {
-            let name = user(&ctx);
-            let first = {
-                let mut online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
-                let count = online.entry(name.clone()).or_default();
-                *count += 1;
-                *count == 1
-            };
-            if first {
+            if others_online(&ctx).await == Some(false) {
+                let name = user(&ctx);
                 ctx.clients()
                     .all()
                     .send(
@@ -244,23 +199,8 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             Ok(())
         })
         .on_disconnected(|ctx: Ctx, _error| async move {
-            let name = user(&ctx);
-            ctx.state().leave(None, &name, ctx.connection_id().as_str());
-            let last = {
-                let mut online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
-                match online.get_mut(&name) {
-                    Some(count) if *count > 1 => {
-                        *count -= 1;
-                        false
-                    }
-                    Some(_) => {
-                        online.remove(&name);
-                        true
-                    }
-                    None => false,
-                }
-            };
-            if last {
+            if others_online(&ctx).await == Some(false) {
+                let name = user(&ctx);
                 let _ = ctx
                     .clients()
                     .all()
@@ -300,7 +240,6 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method("JoinRoom", |ctx: Ctx, room: String| async move {
             check_room(&room)?;
             ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
-            ctx.state().enter(&room, &user(&ctx), ctx.connection_id().as_str());
             let text = format!("{} joined {room}", user(&ctx));
             ctx.clients()
                 .group(room.as_str())
@@ -313,7 +252,6 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             ctx.groups()
                 .remove(ctx.connection_id(), room.as_str())
                 .await?;
-            ctx.state().leave(Some(&room), &user(&ctx), ctx.connection_id().as_str());
             let text = format!("{} left {room}", user(&ctx));
             ctx.clients()
                 .group(room.as_str())
@@ -373,10 +311,8 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             },
         )
         .method("OnlineUsers", |ctx: Ctx| async move {
-            let online = ctx.state().online.lock().unwrap_or_else(|p| p.into_inner());
-            let mut users: Vec<String> = online.keys().cloned().collect();
-            users.sort();
-            Ok(users)
+            let online = ctx.clients().online_users().await.map_err(presence_error)?;
+            Ok(online.into_iter().map(|(user, _)| user.to_string()).collect::<Vec<_>>())
         })
         .method(
             "RecentMessages",
@@ -394,10 +330,13 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         )
         .method("RoomMembers", |ctx: Ctx, room: String| async move {
             check_room(&room)?;
-            let rooms = ctx.state().rooms.lock().unwrap_or_else(|p| p.into_inner());
-            let mut members: Vec<String> = rooms.get(&room).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-            members.sort();
-            Ok(members)
+            let group = GroupName::from(room);
+            let members = ctx.clients().group_members(&group).await.map_err(presence_error)?;
+            let names: std::collections::BTreeSet<String> = members
+                .into_iter()
+                .map(|m| m.user.map_or_else(|| m.connection.to_string(), |u| u.to_string()))
+                .collect();
+            Ok(names.into_iter().collect::<Vec<_>>())
         })
         .method("UploadChunks", |ctx: Ctx, mut chunks: ClientStream<String>| async move {
             use sha2::Digest;

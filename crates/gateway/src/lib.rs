@@ -21,7 +21,8 @@ pub mod hub;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hubcast_backplane::{Backplane, BackplaneError};
+use hubcast_backplane::Backplane;
+pub use hubcast_backplane::{BackplaneError, ConnectionId, GroupName, Member, UserId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
