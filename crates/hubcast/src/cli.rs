@@ -50,6 +50,21 @@ pub(crate) struct ServeArgs {
     /// This node's id [default: the host name and a random suffix].
     #[arg(long, env = "HUBCAST_NODE_ID")]
     pub(crate) node_id: Option<String>,
+    /// The backplane between nodes: `memory` (a single node), `redis://[:password@]host:port[/db]`,
+    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`.
+    #[arg(
+        long,
+        env = "HUBCAST_BACKPLANE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub(crate) backplane: String,
+    /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones).
+    #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX", default_value = "hubcast")]
+    pub(crate) backplane_prefix: String,
+    /// How long a node's presence outlives its last heartbeat in Redis (it beats every third of it).
+    #[arg(long, env = "HUBCAST_NODE_TTL", default_value = "7500ms")]
+    pub(crate) node_ttl: humantime::Duration,
     /// Where the chat keeps its history: `sqlite:PATH`, `postgres://…` (needed for several nodes) or
     /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]

@@ -3,7 +3,8 @@
 //! errors) with its streaming methods, the raw `/echo` endpoint, the `/redirect…` negotiate redirect,
 //! `/clientresult/{connectionId}` (a client result), `/authorizedhub` with `/generateJwtToken`, and the
 //! negotiate cookies;
-//! plus `/bench`, the hub the load generator drives.
+//! plus `/bench`, the hub the load generator drives, and `/cluster`, which exposes every send target,
+//! group change, client result and presence listing as a method so multi-node tests can drive them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -176,6 +177,136 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
         .build()
 }
 
+/// The multi-node test hub at `/cluster`: each send target, group change, client result and presence
+/// listing of [`HubContext`] as a method. Sends invoke `Message(text)` on the recipients; `Ask(id,
+/// question)` invokes `Ask(question)` on connection `id` and returns its answer.
+pub(crate) fn cluster_hub() -> Hub<TestHub> {
+    fn failed(error: impl std::fmt::Display) -> HubError {
+        HubError::new(error.to_string())
+    }
+    Hub::builder("Cluster", TestHub)
+        .method("Id", |ctx: Ctx| async move {
+            Ok(ctx.connection_id().to_string())
+        })
+        .method("Broadcast", |ctx: Ctx, text: String| async move {
+            ctx.clients().all().send("Message", &(text,)).await?;
+            Ok(())
+        })
+        .method("Others", |ctx: Ctx, text: String| async move {
+            ctx.clients().others().send("Message", &(text,)).await?;
+            Ok(())
+        })
+        .method(
+            "ToGroup",
+            |ctx: Ctx, group: String, text: String| async move {
+                ctx.clients().group(group).send("Message", &(text,)).await?;
+                Ok(())
+            },
+        )
+        .method(
+            "ToGroupExcept",
+            |ctx: Ctx, group: String, excluded: Vec<String>, text: String| async move {
+                let excluded = excluded.into_iter().map(ConnectionId::from).collect();
+                ctx.clients()
+                    .group_except(group, excluded)
+                    .send("Message", &(text,))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method(
+            "ToGroups",
+            |ctx: Ctx, groups: Vec<String>, text: String| async move {
+                let groups = groups.into_iter().map(Into::into).collect();
+                ctx.clients()
+                    .groups_of(groups)
+                    .send("Message", &(text,))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method(
+            "ToUser",
+            |ctx: Ctx, user: String, text: String| async move {
+                ctx.clients().user(user).send("Message", &(text,)).await?;
+                Ok(())
+            },
+        )
+        .method(
+            "ToUsers",
+            |ctx: Ctx, users: Vec<String>, text: String| async move {
+                let users = users.into_iter().map(Into::into).collect();
+                ctx.clients().users(users).send("Message", &(text,)).await?;
+                Ok(())
+            },
+        )
+        .method(
+            "ToConnections",
+            |ctx: Ctx, ids: Vec<String>, text: String| async move {
+                let ids = ids.into_iter().map(ConnectionId::from).collect();
+                ctx.clients().clients(ids).send("Message", &(text,)).await?;
+                Ok(())
+            },
+        )
+        .method(
+            "AddToGroup",
+            |ctx: Ctx, id: String, group: String| async move {
+                ctx.groups()
+                    .add(&ConnectionId::from(id), group)
+                    .await
+                    .map_err(failed)
+            },
+        )
+        .method(
+            "RemoveFromGroup",
+            |ctx: Ctx, id: String, group: String| async move {
+                ctx.groups()
+                    .remove(&ConnectionId::from(id), group)
+                    .await
+                    .map_err(failed)
+            },
+        )
+        .method("Ask", |ctx: Ctx, id: String, question: String| async move {
+            ctx.clients()
+                .client(ConnectionId::from(id))
+                .invoke_timeout::<String, _>("Ask", &(question,), std::time::Duration::from_secs(5))
+                .await
+                .map_err(failed)
+        })
+        .method("OnlineUsers", |ctx: Ctx| async move {
+            let users = ctx.clients().online_users().await.map_err(failed)?;
+            Ok(users
+                .into_iter()
+                .map(|(user, n)| (user.to_string(), n))
+                .collect::<Vec<_>>())
+        })
+        .method("UserConnections", |ctx: Ctx, user: String| async move {
+            let mut ids: Vec<String> = ctx
+                .clients()
+                .user_connections(&user.into())
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect();
+            ids.sort();
+            Ok(ids)
+        })
+        .method("GroupMembers", |ctx: Ctx, group: String| async move {
+            let mut members: Vec<(String, Option<String>)> = ctx
+                .clients()
+                .group_members(&group.into())
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .map(|m| (m.connection.to_string(), m.user.map(|u| u.to_string())))
+                .collect();
+            members.sort();
+            Ok(members)
+        })
+        .build()
+}
+
 /// A token like the .NET test server's `/generateJwtToken`: NameIdentifier `testuser`, issuer
 /// `SignalRTestServer`, audience `SignalRTests`, valid for 5 seconds (plus the validation leeway).
 fn test_token(secret: &[u8]) -> Option<String> {
@@ -234,6 +365,7 @@ pub(crate) fn mount(
         )
         .connection_handler("/echo", EchoHandler, base.clone())
         .hub("/bench", bench_hub(), base.clone())
+        .hub("/cluster", cluster_hub(), base.clone())
         .hub(
             "/authorizedhub",
             Hub::builder("AuthorizedHub", TestHub)

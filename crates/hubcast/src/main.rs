@@ -1,5 +1,6 @@
 //! The `hubcast` binary: command line, configuration layers, wiring of the gateway, signals.
 
+mod backplane;
 mod cli;
 mod config;
 mod conformance;
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use hubcast_backplane::MemoryBackplane;
 use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
 use hubcast_gateway::admin::{self, Readiness};
 use hubcast_gateway::auth::{JwtAuth, SessionCookies};
@@ -107,12 +107,25 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .or(config.node_id.clone())
         .unwrap_or_else(default_node_id);
 
-    let backplane = Arc::new(MemoryBackplane::new());
+    let chosen = backplane::choose(
+        &args.backplane,
+        &args.backplane_prefix,
+        args.node_ttl.into(),
+    )
+    .await?;
+    if chosen.redis.is_some() && args.history.starts_with("sqlite:") {
+        tracing::warn!(
+            "the chat history is a SQLite file of this node: with several nodes use \
+             --history postgres://… so every node shares it"
+        );
+    }
     let origins = args
         .allowed_origins
         .clone()
         .unwrap_or_else(|| config.allowed_origins.clone());
-    let mut builder = GatewayBuilder::new(backplane).allowed_origins(origins);
+    let mut builder = GatewayBuilder::new(chosen.backplane.clone())
+        .rate_limiter(chosen.limiter.clone())
+        .allowed_origins(origins);
     // Without any key configured: dev mode, with a secret made up for this process.
     let key_configured =
         args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
@@ -183,6 +196,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     readiness.set(true);
     tracing::info!(
         node_id = %node_id,
+        node_tag = chosen.backplane.node_tag().unwrap_or("-"),
         admin = %admin_addr,
         "listening on {}",
         listener.local_addr().unwrap_or(listen)
@@ -199,6 +213,11 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     gateway
         .serve(listener, shutdown, config.shutdown_grace)
         .await;
+    if let Some(redis) = &chosen.redis
+        && let Err(error) = redis.leave().await
+    {
+        tracing::warn!(%error, "could not remove this node's presence; other nodes will sweep it");
+    }
     tracing::info!("stopped");
     Ok(())
 }
