@@ -75,7 +75,7 @@ elseif op == 'leave' then
 elseif op == 'clean' then
   clean(ARGV[3])
   return 1
-elseif op == 'leave' then
+elseif op == 'retire' then
   clean(ARGV[3])
   redis.call('ZREM', KEYS[1], ARGV[3])
   return 1
@@ -186,7 +186,7 @@ impl Presence {
     /// Removes this node's entries (on shutdown).
     pub(crate) async fn leave(&self) -> Result<(), BackplaneError> {
         let mut pipeline = redis::pipe();
-        self.keys.eval(&mut pipeline, "leave");
+        self.keys.eval(&mut pipeline, "retire");
         pipeline.arg(&self.keys.node).ignore();
         self.commands.query(&pipeline).await
     }

@@ -1,0 +1,332 @@
+//! Real Redis processes for the backplane's tests (standalone, Cluster, Sentinel), each on free ports and
+//! killed by pid when dropped, and a recording `LocalHub` standing in for a gateway node's hub.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hubcast_backplane::{
+    BoxFuture, ClientInvocation, ConnectionId, GroupAction, GroupCommand, GroupName,
+    LocalConnection, LocalHub, Member, Outcome, Publish, RemoteError, SerializedMessage, Target,
+    UserId,
+};
+use hubcast_protocol::{HubMessage, Invocation, NamingPolicy, Protocol, RawValue};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server process.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Redis {
+    /// Starts `redis-server` with `extra` arguments on a free port (in its own directory).
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("hubcast-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self { port, child, dir };
+        redis.wait_ready();
+        redis
+    }
+
+    /// Starts a sentinel watching `master_port` as `mymaster` (quorum 1, fast failover).
+    pub fn sentinel(master_port: u16) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("hubcast-sentinel-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let sentinel = Self { port, child, dir };
+        sentinel.wait_ready();
+        sentinel
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .cli(&["PING"])
+                .map(|out| out.contains("PONG"))
+                .unwrap_or(false)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis on port {} did not start", self.port);
+    }
+
+    /// Runs `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A 3-master Redis Cluster.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        let nodes: Vec<Redis> = (0..3)
+            .map(|_| Redis::start(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]))
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = nodes.iter().all(|n| {
+                n.cli(&["CLUSTER", "INFO"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+            if ok {
+                return Self { nodes };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not become ready");
+    }
+
+    pub fn url(&self) -> String {
+        let list: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", list.join(","))
+    }
+}
+
+/// What a recording hub saw: each delivery's target and JSON text.
+pub type Seen = Arc<Mutex<Vec<(Target, String)>>>;
+
+/// A stand-in for a gateway node's hub: records deliveries, holds the connections it is given.
+pub struct Recorder {
+    pub seen: Seen,
+    pub connections: Mutex<HashSet<ConnectionId>>,
+    pub groups: Mutex<Vec<(ConnectionId, GroupName, GroupAction)>>,
+}
+
+impl Recorder {
+    pub fn new(connections: &[&ConnectionId]) -> Arc<Self> {
+        Arc::new(Self {
+            seen: Arc::default(),
+            connections: Mutex::new(connections.iter().map(|c| (*c).clone()).collect()),
+            groups: Mutex::default(),
+        })
+    }
+
+    pub fn texts(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    /// Waits until `count` deliveries arrived (at most 5 s) and returns their texts.
+    pub async fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.seen.lock().unwrap().len() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.texts()
+    }
+}
+
+impl LocalHub for Recorder {
+    fn deliver(&self, publish: &Publish) {
+        let json = publish.message.get(Protocol::Json).unwrap();
+        let text = String::from_utf8_lossy(json).into_owned();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((publish.target.clone(), text));
+    }
+
+    fn group_command(&self, command: GroupCommand) -> BoxFuture<'_, Result<(), RemoteError>> {
+        let known = self
+            .connections
+            .lock()
+            .unwrap()
+            .contains(&command.connection);
+        if known {
+            self.groups.lock().unwrap().push((
+                command.connection.clone(),
+                command.group.clone(),
+                command.action,
+            ));
+        }
+        Box::pin(async move {
+            if known {
+                Ok(())
+            } else {
+                Err(RemoteError::UnknownConnection(command.connection))
+            }
+        })
+    }
+
+    fn invoke_client(
+        &self,
+        invocation: ClientInvocation,
+    ) -> BoxFuture<'_, Result<Outcome, RemoteError>> {
+        let known = self
+            .connections
+            .lock()
+            .unwrap()
+            .contains(&invocation.connection);
+        Box::pin(async move {
+            if !known {
+                return Err(RemoteError::UnknownConnection(invocation.connection));
+            }
+            let answer = format!("\"answer to {}\"", invocation.invocation_id);
+            Ok(Outcome::Result(RawValue::new(
+                Protocol::Json,
+                Bytes::from(answer),
+            )))
+        })
+    }
+
+    fn snapshot(&self) -> Vec<LocalConnection> {
+        self.connections
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| LocalConnection {
+                member: Member {
+                    connection: c.clone(),
+                    user: Some(UserId::from("snap")),
+                },
+                groups: vec![GroupName::from("snapgroup")],
+            })
+            .collect()
+    }
+
+    fn local_users(&self) -> Vec<(UserId, usize)> {
+        Vec::new()
+    }
+
+    fn local_group_members(&self, _group: &GroupName) -> Vec<Member> {
+        Vec::new()
+    }
+
+    fn local_user_connections(&self, _user: &UserId) -> Vec<ConnectionId> {
+        Vec::new()
+    }
+}
+
+/// A `Message(text)` invocation.
+pub fn message(text: &str) -> Arc<SerializedMessage> {
+    let message: HubMessage<(String,), ()> =
+        HubMessage::Invocation(Invocation::new("Message", (text.to_owned(),)));
+    Arc::new(SerializedMessage::new(message, NamingPolicy::CamelCase))
+}
+
+/// The JSON a `Message(text)` delivery shows.
+pub fn json(text: &str) -> String {
+    format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{text}\"]}}\u{1e}")
+}
+
+/// Polls `check` every 50 ms for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
