@@ -31,12 +31,17 @@ after(async () => {
 });
 
 async function token(node, user) {
-  const response = await fetch(`${node.url}/auth/dev-login?user=${encodeURIComponent(user)}`, { method: 'POST' });
+  const [name, role] = user.split('#');
+  const query = `user=${encodeURIComponent(name)}${role ? `&role=${role}` : ''}`;
+  const response = await fetch(`${node.url}/auth/dev-login?${query}`, { method: 'POST' });
   assert.equal(response.status, 200);
   return (await response.json()).accessToken;
 }
 
-/** A started client of `/cluster` on `node` (as `user`, if given) that records every `Message`. */
+/**
+ * A started client of `/cluster` on `node` (as `user`, if given: `name` or `name#Role`) that records every
+ * `Message`.
+ */
 async function client(node, user, path = '/cluster', event = 'Message') {
   const options = user ? { accessTokenFactory: () => token(node, user) } : {};
   const connection = new signalR.HubConnectionBuilder()
@@ -196,4 +201,26 @@ test('the chat works with users on different nodes', async () => {
   await seen(bob, dm);
   await settle();
   assert.ok(!cat.got.some((m) => m[1] === dm));
+});
+
+test('chat moderation across nodes: a mute and a kick reach a user on two other nodes', async () => {
+  const admin = await client(nodes[0], 'cmod#Admin', '/hubs/chat', 'ReceiveMessage');
+  const troll1 = await client(nodes[1], 'ctroll', '/hubs/chat', 'ReceiveMessage');
+  const troll2 = await client(nodes[2], 'ctroll', '/hubs/chat', 'ReceiveMessage');
+  await admin.invoke('MuteUser', 'ctroll', 5);
+  await assert.rejects(troll1.invoke('SendMessage', 'spam'), /You are muted until /);
+  await assert.rejects(troll2.invoke('SendMessage', 'spam'), /You are muted until /);
+  await admin.invoke('MuteUser', 'ctroll', 0);
+  await troll2.invoke('SendMessage', 'sorry');
+  const closed = [troll1, troll2].map((c) => new Promise((resolve) => c.onclose(resolve)));
+  assert.equal(await admin.invoke('KickUser', 'ctroll'), 2);
+  const errors = await withTimeout(Promise.all(closed), 5000, 'both kicks');
+  for (const error of errors) assert.match(String(error), /You were removed by cmod\./);
+  // Presence follows once the closed connections are gone.
+  for (let tries = 0; ; tries += 1) {
+    const online = await admin.invoke('OnlineUsers');
+    if (!online.includes('ctroll')) break;
+    assert.ok(tries < 100, `still online: ${online}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 });

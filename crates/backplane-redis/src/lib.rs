@@ -164,6 +164,7 @@ impl RedisBackplane {
             tag,
         });
         link.subscribe(channels.node(&inner.tag)).await;
+        link.subscribe(channels.control()).await;
         let receiver: Arc<dyn Receiver> = inner.clone();
         tokio::spawn(link.clone().supervise(Arc::downgrade(&receiver)));
         let deadline = tokio::time::Instant::now() + FIRST_CONNECT;
@@ -356,6 +357,18 @@ impl Inner {
                         .await;
                 });
             }
+            NodeMessage::Close {
+                hub,
+                origin,
+                target,
+                reason,
+            } => {
+                if origin != self.tag
+                    && let Some((_, local)) = self.hub(&hub)
+                {
+                    local.close(&target, &reason);
+                }
+            }
             NodeMessage::Ack { id, result } => self.complete(id, Reply::Ack(result)),
             NodeMessage::Result { id, result } => self.complete(id, Reply::Result(result)),
         }
@@ -386,7 +399,7 @@ impl Receiver for Inner {
             tracing::debug!(%error, channel, "dropped a malformed backplane message");
             self.link.counters.malformed.fetch_add(1, Ordering::Relaxed);
         };
-        if parsed == Channel::Node {
+        if matches!(parsed, Channel::Node | Channel::Control) {
             match wire::decode_node(payload) {
                 Ok(message) => self.on_node_message(message),
                 Err(error) => malformed(error),
@@ -404,7 +417,7 @@ impl Receiver for Inner {
             Channel::All(hub) => (hub, broadcast.targets.unwrap_or(Target::All)),
             Channel::Group(hub, group) => (hub, Target::Groups(vec![group.into()])),
             Channel::User(hub, user) => (hub, Target::Users(vec![user.into()])),
-            Channel::Node => return,
+            Channel::Node | Channel::Control => return,
         };
         self.deliver(hub, target, broadcast.excluded, broadcast.message);
     }
@@ -589,6 +602,34 @@ impl Backplane for RedisBackplane {
                 Reply::Result(result) => result,
                 Reply::Ack(_) => Err(RemoteError::Timeout),
             }
+        })
+    }
+
+    fn close(
+        &self,
+        hub: &str,
+        target: Target,
+        reason: String,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let hub = hub.to_owned();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let (_, local) = inner
+                .hub(&hub)
+                .ok_or_else(|| BackplaneError::UnknownHub(hub.clone()))?;
+            local.close(&target, &reason);
+            let message = NodeMessage::Close {
+                hub,
+                origin: inner.tag.clone(),
+                target,
+                reason,
+            };
+            let payload = wire::encode_node(&message);
+            inner
+                .link
+                .publish_queued(inner.channels.control(), payload)
+                .await;
+            Ok(())
         })
     }
 

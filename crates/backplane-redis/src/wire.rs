@@ -6,7 +6,8 @@
 //! - `P:H:group:G`: sends to group `G`, subscribed by nodes holding a member;
 //! - `P:H:user:U`: sends to user `U`, subscribed by nodes holding one of their connections;
 //! - `P:node:T`: everything addressed to the node with tag `T` (sends to its connections, group
-//!   commands, client-result invocations, and the answers to its own commands).
+//!   commands, client-result invocations, and the answers to its own commands);
+//! - `P:control`: commands for every node (closing connections).
 //!
 //! Payloads are MessagePack arrays. A broadcast (all, group and user channels) starts like ASP.NET Core's
 //! `RedisInvocation`: `[excluded ids, {protocol name: framed bytes}, origin node tag, targets?]`, where
@@ -38,6 +39,8 @@ pub(crate) enum Channel<'a> {
     User(&'a str, &'a str),
     /// A node's own channel.
     Node,
+    /// The channel every node listens to for commands.
+    Control,
 }
 
 impl Channels {
@@ -67,6 +70,10 @@ impl Channels {
         format!("{}:node:{tag}", self.prefix)
     }
 
+    pub(crate) fn control(&self) -> String {
+        format!("{}:control", self.prefix)
+    }
+
     /// Reads a channel name (hub names hold no `:`).
     pub(crate) fn parse<'a>(&self, channel: &'a str) -> Option<Channel<'a>> {
         let rest = channel
@@ -74,6 +81,9 @@ impl Channels {
             .strip_prefix(':')?;
         if rest.starts_with("node:") {
             return Some(Channel::Node);
+        }
+        if rest == "control" {
+            return Some(Channel::Control);
         }
         let (hub, rest) = rest.split_once(':')?;
         if rest == "all" {
@@ -146,6 +156,13 @@ pub(crate) enum NodeMessage {
         id: u64,
         result: Result<Outcome, RemoteError>,
     },
+    /// Close the local connections `target` names (on the control channel).
+    Close {
+        hub: String,
+        origin: String,
+        target: Target,
+        reason: String,
+    },
 }
 
 const SEND: u8 = 1;
@@ -153,6 +170,10 @@ const GROUP: u8 = 2;
 const ACK: u8 = 3;
 const INVOKE: u8 = 4;
 const RESULT: u8 = 5;
+const CLOSE: u8 = 6;
+
+const TARGET_ALL: u8 = 0;
+const TARGET_CONNECTIONS: u8 = 3;
 
 const TARGET_GROUPS: u8 = 1;
 const TARGET_USERS: u8 = 2;
@@ -223,24 +244,39 @@ pub(crate) fn encode_broadcast(
     targets: Option<&Target>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    put_array(&mut out, if targets.is_some() { 4 } else { 3 });
+    let with_targets = matches!(targets, Some(Target::Groups(_) | Target::Users(_)));
+    let targets = targets.filter(|_| with_targets);
+    put_array(&mut out, if with_targets { 4 } else { 3 });
     put_strs(&mut out, excluded.iter().map(ConnectionId::as_str));
     put_messages(&mut out, message);
     put_str(&mut out, origin);
-    match targets {
-        Some(Target::Groups(groups)) => {
-            put_array(&mut out, 2);
-            put_uint(&mut out, u64::from(TARGET_GROUPS));
-            put_strs(&mut out, groups.iter().map(GroupName::as_str));
-        }
-        Some(Target::Users(users)) => {
-            put_array(&mut out, 2);
-            put_uint(&mut out, u64::from(TARGET_USERS));
-            put_strs(&mut out, users.iter().map(UserId::as_str));
-        }
-        Some(Target::All | Target::Connections(_)) | None => {}
+    if let Some(targets) = targets {
+        put_target(&mut out, targets);
     }
     out
+}
+
+/// `[kind, names]`.
+fn put_target(out: &mut Vec<u8>, target: &Target) {
+    put_array(out, 2);
+    match target {
+        Target::All => {
+            put_uint(out, u64::from(TARGET_ALL));
+            put_array(out, 0);
+        }
+        Target::Groups(groups) => {
+            put_uint(out, u64::from(TARGET_GROUPS));
+            put_strs(out, groups.iter().map(GroupName::as_str));
+        }
+        Target::Users(users) => {
+            put_uint(out, u64::from(TARGET_USERS));
+            put_strs(out, users.iter().map(UserId::as_str));
+        }
+        Target::Connections(ids) => {
+            put_uint(out, u64::from(TARGET_CONNECTIONS));
+            put_strs(out, ids.iter().map(ConnectionId::as_str));
+        }
+    }
 }
 
 /// Encodes a node message.
@@ -334,6 +370,19 @@ pub(crate) fn encode_node(message: &NodeMessage) -> Vec<u8> {
                 }
             }
         }
+        NodeMessage::Close {
+            hub,
+            origin,
+            target,
+            reason,
+        } => {
+            put_array(&mut out, 5);
+            put_uint(&mut out, u64::from(CLOSE));
+            put_str(&mut out, hub);
+            put_str(&mut out, origin);
+            put_target(&mut out, target);
+            put_str(&mut out, reason);
+        }
     }
     out
 }
@@ -425,6 +474,23 @@ impl Reader {
         Ok(Arc::new(SerializedMessage::from_encoded(json, msgpack)))
     }
 
+    fn target(&mut self) -> Result<Target, WireError> {
+        if self.array()? < 2 {
+            return Err(malformed("targets are [kind, names]"));
+        }
+        let kind = self.uint()?;
+        Ok(match u8::try_from(kind).unwrap_or(u8::MAX) {
+            TARGET_ALL => {
+                self.strings()?;
+                Target::All
+            }
+            TARGET_GROUPS => Target::Groups(self.ids()?),
+            TARGET_USERS => Target::Users(self.ids()?),
+            TARGET_CONNECTIONS => Target::Connections(self.ids()?),
+            _ => return Err(malformed("unknown target kind")),
+        })
+    }
+
     fn error(&mut self) -> Result<RemoteError, WireError> {
         let code = self.uint()?;
         self.error_of(code)
@@ -452,18 +518,12 @@ pub(crate) fn decode_broadcast(payload: Bytes) -> Result<Broadcast, WireError> {
     let excluded = reader.ids()?;
     let message = reader.messages()?;
     let origin = reader.string()?;
-    let targets = if len >= 4 {
-        if reader.array()? < 2 {
-            return Err(malformed("targets are [kind, names]"));
-        }
-        let kind = reader.uint()?;
-        match u8::try_from(kind) {
-            Ok(TARGET_GROUPS) => Some(Target::Groups(reader.ids()?)),
-            Ok(TARGET_USERS) => Some(Target::Users(reader.ids()?)),
-            _ => return Err(malformed("unknown target kind")),
-        }
-    } else {
-        None
+    let targets = match len {
+        4.. => match reader.target()? {
+            target @ (Target::Groups(_) | Target::Users(_)) => Some(target),
+            _ => return Err(malformed("a broadcast targets groups or users")),
+        },
+        _ => None,
     };
     Ok(Broadcast {
         excluded,
@@ -550,6 +610,15 @@ pub(crate) fn decode_node(payload: Bytes) -> Result<NodeMessage, WireError> {
                 _ => return Err(malformed("unknown outcome kind")),
             };
             Ok(NodeMessage::Result { id, result })
+        }
+        CLOSE => {
+            need(5)?;
+            Ok(NodeMessage::Close {
+                hub: reader.string()?,
+                origin: reader.string()?,
+                target: reader.target()?,
+                reason: reader.string()?,
+            })
         }
         _ => Err(malformed(format!("unknown node message kind {kind}"))),
     }

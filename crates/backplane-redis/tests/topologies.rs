@@ -170,11 +170,19 @@ async fn exercise(url: &str) {
         "the bucket is shared"
     );
 
+    let ann = Target::Users(vec!["ann".into()]);
+    a.backplane
+        .close(HUB, ann.clone(), "bye".into())
+        .await
+        .unwrap();
+    assert_eq!(b.hub.wait_for(5).await[4], "closed: bye");
+    assert_eq!(b.hub.seen.lock().unwrap()[4].0, ann);
+
     // Nothing was delivered twice: each node saw each send once (the publisher locally, never again
     // through Redis; the recorder does not filter by target as a real hub would).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(a.hub.texts(), b.hub.texts());
-    assert_eq!(b.hub.texts().len(), 4);
+    assert_eq!(b.hub.texts().len(), 5);
     a.backplane.leave().await.unwrap();
     b.backplane.leave().await.unwrap();
 }

@@ -7,8 +7,8 @@
 //! exposes it to the backplane as a [`LocalHub`]. The backplane's jobs are
 //! - to get a [`Publish`] to every node that may hold a recipient (each node resolves the target against
 //!   its local index; messages travel already encoded as [`SerializedMessage`], so no node re-encodes);
-//! - to carry operations on a connection of another node: group add/remove ([`GroupCommand`]) and client
-//!   results ([`ClientInvocation`]);
+//! - to carry operations on a connection of another node: group add/remove ([`GroupCommand`]), client
+//!   results ([`ClientInvocation`]) and closing ([`Backplane::close`]);
 //! - to keep **presence**: who is online, each user's connections and each group's members on every node
 //!   ([`PresenceChange`], [`Backplane::online_users`], [`Backplane::group_members`]).
 //!
@@ -168,6 +168,10 @@ pub trait LocalHub: Send + Sync {
         invocation: ClientInvocation,
     ) -> BoxFuture<'_, Result<Outcome, RemoteError>>;
 
+    /// Closes the local connections `target` names with `reason` as the Close error
+    /// (`allowReconnect: false`); returns how many.
+    fn close(&self, target: &Target, reason: &str) -> usize;
+
     /// Every local connection with its user and groups.
     fn snapshot(&self) -> Vec<LocalConnection>;
 
@@ -243,6 +247,14 @@ pub trait Backplane: Send + Sync + 'static {
         hub: &str,
         invocation: ClientInvocation,
     ) -> BoxFuture<'_, Result<Outcome, RemoteError>>;
+
+    /// Closes the connections `target` names on every node, with `reason` as the Close error.
+    fn close(
+        &self,
+        hub: &str,
+        target: Target,
+        reason: String,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
     /// Records a presence change of this node's connections.
     fn presence(

@@ -112,6 +112,20 @@ impl Backplane for MemoryBackplane {
         })
     }
 
+    fn close(
+        &self,
+        hub: &str,
+        target: crate::Target,
+        reason: String,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let result = self.nodes_of(hub).map(|nodes| {
+            nodes
+                .iter()
+                .for_each(|node| _ = node.close(&target, &reason))
+        });
+        Box::pin(async move { result })
+    }
+
     fn presence(
         &self,
         _hub: &str,
@@ -210,6 +224,12 @@ mod tests {
             })
         }
 
+        fn close(&self, target: &Target, reason: &str) -> usize {
+            let seen = (target.clone(), Vec::new(), reason.as_bytes().to_vec());
+            self.0.lock().unwrap().push(seen);
+            1
+        }
+
         fn snapshot(&self) -> Vec<crate::LocalConnection> {
             Vec::new()
         }
@@ -239,9 +259,11 @@ mod tests {
     #[tokio::test]
     async fn commands_and_presence_span_every_node_of_the_hub() {
         let backplane = MemoryBackplane::new();
+        let mut nodes = Vec::new();
         for name in ["a", "b"] {
             let node = Arc::new(Recorder(Mutex::default(), name));
-            backplane.attach("chat", node).await.unwrap();
+            backplane.attach("chat", node.clone()).await.unwrap();
+            nodes.push(node);
         }
         let add = |connection: &str| GroupCommand {
             connection: connection.into(),
@@ -277,6 +299,23 @@ mod tests {
             vec![ConnectionId::from("a.c"), ConnectionId::from("b.c")]
         );
         assert!(backplane.online_users("other").await.is_err());
+        let ann = Target::Users(vec!["ann".into()]);
+        backplane
+            .close("chat", ann.clone(), "bye".into())
+            .await
+            .unwrap();
+        for node in nodes {
+            assert_eq!(
+                *node.0.lock().unwrap(),
+                vec![(ann.clone(), vec![], b"bye".to_vec())]
+            );
+        }
+        assert!(
+            backplane
+                .close("other", Target::All, "bye".into())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

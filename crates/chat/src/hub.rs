@@ -59,8 +59,6 @@ pub struct Chat {
     store: Arc<dyn MessageStore>,
     /// When each user last had a typing event relayed.
     typing: Mutex<HashMap<String, Instant>>,
-    /// Muted users, until when.
-    muted: Mutex<HashMap<String, chrono::DateTime<Utc>>>,
 }
 
 impl Chat {
@@ -69,7 +67,6 @@ impl Chat {
         Self {
             store,
             typing: Mutex::new(HashMap::new()),
-            muted: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -95,19 +92,19 @@ fn is_admin(ctx: &Ctx) -> bool {
         .is_some_and(|u| u.roles.iter().any(|r| r == ADMIN))
 }
 
-/// Refuses sends of a muted user.
-fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
-    let name = user(ctx);
-    let mut muted = ctx.state().muted.lock().unwrap_or_else(|p| p.into_inner());
-    match muted.get(&name) {
-        Some(until) if *until > Utc::now() => Err(HubError::new(format!(
+/// Refuses sends of a muted user (mutes live in the store, so every node sharing it sees them).
+async fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
+    let until = ctx
+        .state()
+        .store
+        .muted_until(&user(ctx))
+        .await
+        .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+    match until {
+        Some(until) => Err(HubError::new(format!(
             "You are muted until {}.",
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ))),
-        Some(_) => {
-            muted.remove(&name);
-            Ok(())
-        }
         None => Ok(()),
     }
 }
@@ -174,8 +171,8 @@ async fn others_online(ctx: &Ctx) -> Option<bool> {
     }
 }
 
-fn presence_error(error: hubcast_gateway::BackplaneError) -> HubError {
-    HubError::internal("PresenceException", error.to_string())
+fn backplane_error(error: hubcast_gateway::BackplaneError) -> HubError {
+    HubError::internal("BackplaneException", error.to_string())
 }
 
 fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMessage, HubError> {
@@ -210,7 +207,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         })
         .method("SendMessage", |ctx: Ctx, message: String| async move {
             check_message(&message)?;
-            check_not_muted(&ctx)?;
+            check_not_muted(&ctx).await?;
             ctx.clients()
                 .all()
                 .send("ReceiveMessage", &(user(&ctx), message, now()))
@@ -264,7 +261,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             |ctx: Ctx, room: String, message: String| async move {
                 check_room(&room)?;
                 check_message(&message)?;
-                check_not_muted(&ctx)?;
+                check_not_muted(&ctx).await?;
                 let name = user(&ctx);
                 // Stored before anyone hears of it: a completed send is durable.
                 let saved = stored(
@@ -291,7 +288,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             "SendDirect",
             |ctx: Ctx, to_user: String, message: String| async move {
                 check_message(&message)?;
-                check_not_muted(&ctx)?;
+                check_not_muted(&ctx).await?;
                 let name = user(&ctx);
                 let conversation = direct_room(&name, &to_user);
                 let saved = stored(
@@ -311,7 +308,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             },
         )
         .method("OnlineUsers", |ctx: Ctx| async move {
-            let online = ctx.clients().online_users().await.map_err(presence_error)?;
+            let online = ctx.clients().online_users().await.map_err(backplane_error)?;
             Ok(online.into_iter().map(|(user, _)| user.to_string()).collect::<Vec<_>>())
         })
         .method(
@@ -331,7 +328,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method("RoomMembers", |ctx: Ctx, room: String| async move {
             check_room(&room)?;
             let group = GroupName::from(room);
-            let members = ctx.clients().group_members(&group).await.map_err(presence_error)?;
+            let members = ctx.clients().group_members(&group).await.map_err(backplane_error)?;
             let names: std::collections::BTreeSet<String> = members
                 .into_iter()
                 .map(|m| m.user.map_or_else(|| m.connection.to_string(), |u| u.to_string()))
@@ -375,9 +372,12 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             Ok(())
         })
         .method("KickUser", |ctx: Ctx, target: String| async move {
-            let closed = ctx
-                .hub_context()
-                .close_user(&target.as_str().into(), &format!("You were removed by {}.", user(&ctx)));
+            let kicked = hubcast_gateway::UserId::from(target.as_str());
+            let hub = ctx.hub_context();
+            // Counted on every node before closing (presence); when it is unavailable, 0.
+            let closed = hub.user_connections(&kicked).await.map_or(0, |c| c.len());
+            let reason = format!("You were removed by {}.", user(&ctx));
+            hub.close_user(&kicked, &reason).await.map_err(backplane_error)?;
             tracing::info!(target: "hubcast::audit", action = "kick", actor = %user(&ctx), user = %target, connections = closed);
             Ok(closed)
         })
@@ -385,10 +385,10 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method("MuteUser", |ctx: Ctx, target: String, minutes: i64| async move {
             let until = Utc::now() + chrono::Duration::minutes(minutes.clamp(0, 7 * 24 * 60));
             ctx.state()
-                .muted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(target.clone(), until);
+                .store
+                .mute(&target, until)
+                .await
+                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
             tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
             Ok(())
         })

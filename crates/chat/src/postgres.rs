@@ -11,7 +11,10 @@ use crate::store::{MessageStore, StoreError, StoredMessage, to_stored_precision}
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self(error.to_string())
+        match error.as_db_error() {
+            Some(db) => Self(format!("{error}: {}", db.message())),
+            None => Self(error.to_string()),
+        }
     }
 }
 
@@ -37,15 +40,24 @@ impl PostgresStore {
             }
         });
         client
+            // Nodes starting together must not race on creating the tables (an advisory lock
+            // serializes them; CREATE … IF NOT EXISTS alone can fail when run concurrently).
             .batch_execute(
-                "CREATE TABLE IF NOT EXISTS hubcast_messages (
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(7243801);
+                 CREATE TABLE IF NOT EXISTS hubcast_messages (
                      id BIGSERIAL PRIMARY KEY,
                      room TEXT NOT NULL,
                      from_user TEXT NOT NULL,
                      content TEXT NOT NULL,
                      utc TIMESTAMPTZ NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS hubcast_messages_room_id ON hubcast_messages (room, id);",
+                 CREATE INDEX IF NOT EXISTS hubcast_messages_room_id ON hubcast_messages (room, id);
+                 CREATE TABLE IF NOT EXISTS hubcast_mutes (
+                     user_name TEXT PRIMARY KEY,
+                     until TIMESTAMPTZ NOT NULL
+                 );
+                 COMMIT;",
             )
             .await?;
         Ok(Self {
@@ -133,6 +145,34 @@ impl MessageStore for PostgresStore {
                 )
                 .await?;
             Ok(row.as_ref().map(message))
+        })
+    }
+
+    fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let user = user.to_owned();
+        Box::pin(async move {
+            self.client
+                .execute(
+                    "INSERT INTO hubcast_mutes (user_name, until) VALUES ($1, $2)
+                     ON CONFLICT (user_name) DO UPDATE SET until = EXCLUDED.until",
+                    &[&user, &until],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        let user = user.to_owned();
+        Box::pin(async move {
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT until FROM hubcast_mutes WHERE user_name = $1 AND until > now()",
+                    &[&user],
+                )
+                .await?;
+            Ok(row.map(|row| row.get(0)))
         })
     }
 }

@@ -70,11 +70,23 @@ pub trait MessageStore: Send + Sync + 'static {
     fn delete(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>>;
     /// One message by id.
     fn recent_by_id(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>>;
+    /// Mutes `user` until `until` (a time in the past lifts the mute). Shared by every node that shares
+    /// the store.
+    fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// When `user`'s mute ends, if it has not yet.
+    fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
 }
 
-/// Keeps nothing.
+/// The mute still in force among `until`.
+fn in_force(until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    until.filter(|until| *until > Utc::now())
+}
+
+/// Keeps no history; mutes live in this process only.
 #[derive(Debug, Default)]
-pub struct NoStore;
+pub struct NoStore {
+    mutes: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+}
 
 impl MessageStore for NoStore {
     fn append(
@@ -110,6 +122,19 @@ impl MessageStore for NoStore {
     fn recent_by_id(&self, _: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
         Box::pin(async { Ok(None) })
     }
+
+    fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut mutes = self.mutes.lock().unwrap_or_else(|p| p.into_inner());
+        mutes.retain(|_, until| *until > Utc::now());
+        mutes.insert(user.to_owned(), until);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        let mutes = self.mutes.lock().unwrap_or_else(|p| p.into_inner());
+        let until = in_force(mutes.get(user).copied());
+        Box::pin(async move { Ok(until) })
+    }
 }
 
 /// History in a SQLite file.
@@ -133,6 +158,10 @@ const SCHEMA: &str = "
         utc_micros INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+    CREATE TABLE IF NOT EXISTS mutes (
+        user TEXT PRIMARY KEY,
+        until_micros INTEGER NOT NULL
+    );
 ";
 
 impl SqliteStore {
@@ -251,5 +280,33 @@ impl MessageStore for SqliteStore {
 
     fn recent_by_id(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
         self.run(move |db| by_id(db, id))
+    }
+
+    fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let user = user.to_owned();
+        self.run(move |db| {
+            db.execute(
+                "INSERT INTO mutes (user, until_micros) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET until_micros = excluded.until_micros",
+                rusqlite::params![user, until.timestamp_micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        let user = user.to_owned();
+        self.run(move |db| {
+            let found = db.query_row(
+                "SELECT until_micros FROM mutes WHERE user = ?1",
+                [user],
+                |row| row.get::<_, i64>(0),
+            );
+            match found {
+                Ok(micros) => Ok(in_force(DateTime::from_timestamp_micros(micros))),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(other) => Err(other.into()),
+            }
+        })
     }
 }

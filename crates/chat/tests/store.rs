@@ -1,6 +1,6 @@
 //! The message stores, SQLite and PostgreSQL (the local server: `HUBCAST_TEST_POSTGRES`, default
 //! `host=127.0.0.1 user=postgres dbname=test`): history order and paging, deletion, direct-conversation
-//! keys, durability across a reopen.
+//! keys, durability across a reopen, mutes shared through the store.
 
 #![allow(
     clippy::unwrap_used,
@@ -129,7 +129,7 @@ async fn messages_survive_a_reopen_and_can_be_deleted() {
 async fn direct_rooms_and_no_store() {
     assert_eq!(direct_room("bob", "ann"), direct_room("ann", "bob"));
     assert_eq!(direct_room("ann", "bob"), "dm:ann:bob");
-    let none = NoStore;
+    let none = NoStore::default();
     none.append("lobby", "ann", "x", Utc::now()).await.unwrap();
     assert!(none.recent("lobby", None, 10).await.unwrap().is_empty());
 }
@@ -157,4 +157,37 @@ fn serde_json_like(message: &hubcast_chat::StoredMessage) -> String {
     )
     .unwrap();
     String::from_utf8(out).unwrap()
+}
+
+/// A mute holds until its time, can be lifted, and is seen through another handle on the same store.
+async fn mutes(store: &dyn MessageStore, other: &dyn MessageStore) {
+    let user = room("muted");
+    assert_eq!(store.muted_until(&user).await.unwrap(), None);
+    let until = Utc::now() + chrono::Duration::minutes(5);
+    store.mute(&user, until).await.unwrap();
+    let seen = other.muted_until(&user).await.unwrap().unwrap();
+    assert!(
+        (seen - until).num_milliseconds().abs() < 1,
+        "{seen} vs {until}"
+    );
+    store
+        .mute(&user, Utc::now() - chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(other.muted_until(&user).await.unwrap(), None);
+    assert_eq!(store.muted_until("somebody else").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn mutes_are_shared_through_the_store() {
+    let path = temp_db("mutes");
+    let (a, b) = (
+        SqliteStore::open(&path).unwrap(),
+        SqliteStore::open(&path).unwrap(),
+    );
+    mutes(&a, &b).await;
+    let (a, b) = (postgres().await, postgres().await);
+    mutes(&a, &b).await;
+    let none = NoStore::default();
+    mutes(&none, &none).await;
 }

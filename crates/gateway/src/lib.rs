@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hubcast_backplane::Backplane;
-pub use hubcast_backplane::{BackplaneError, ConnectionId, GroupName, Member, UserId};
+pub use hubcast_backplane::{BackplaneError, ConnectionId, GroupName, Member, Target, UserId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -225,7 +225,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
 /// The chat's message store, from `--history`.
 async fn history(spec: &str) -> anyhow::Result<Arc<dyn MessageStore>> {
     if spec == "none" {
-        return Ok(Arc::new(NoStore));
+        return Ok(Arc::new(NoStore::default()));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Arc::new(

@@ -20,6 +20,7 @@ fn channel_names_round_trip() {
     let user = channels.user("chat", "ann");
     assert_eq!(channels.parse(&user), Some(Channel::User("chat", "ann")));
     assert_eq!(channels.parse(&channels.node("n1")), Some(Channel::Node));
+    assert_eq!(channels.parse(&channels.control()), Some(Channel::Control));
     assert_eq!(channels.parse("other:chat:all"), None);
     assert_eq!(channels.parse("hc:chat:what:x"), None);
 }
@@ -116,6 +117,24 @@ fn node_messages_round_trip() {
         NodeMessage::Result {
             id: 13,
             result: Err(RemoteError::Disconnected("a.2".into())),
+        },
+        NodeMessage::Close {
+            hub: "chat".into(),
+            origin: "b".into(),
+            target: Target::Users(vec!["ann".into()]),
+            reason: "bye".into(),
+        },
+        NodeMessage::Close {
+            hub: "chat".into(),
+            origin: "b".into(),
+            target: Target::All,
+            reason: String::new(),
+        },
+        NodeMessage::Close {
+            hub: "chat".into(),
+            origin: "b".into(),
+            target: Target::Connections(vec!["a.1".into()]),
+            reason: "x".into(),
         },
     ];
     for message in messages {

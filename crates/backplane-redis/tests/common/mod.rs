@@ -275,6 +275,12 @@ impl LocalHub for Recorder {
         })
     }
 
+    fn close(&self, target: &Target, reason: &str) -> usize {
+        let text = format!("closed: {reason}");
+        self.seen.lock().unwrap().push((target.clone(), text));
+        1
+    }
+
     fn snapshot(&self) -> Vec<LocalConnection> {
         self.connections
             .lock()

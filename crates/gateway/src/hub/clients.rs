@@ -175,16 +175,19 @@ impl HubContext {
         self.shared.registry.len()
     }
 
-    /// Closes every connection of `user` on this node with `reason` as the Close error
-    /// (`allowReconnect: false`); returns how many were closed.
-    pub fn close_user(&self, user: &UserId, reason: &str) -> usize {
-        let connections = self.shared.registry.of_user(user);
-        for connection in &connections {
-            connection
-                .connection
-                .close_with(crate::close::CloseReason::ClosedByServer(reason.to_owned()));
-        }
-        connections.len()
+    /// Closes every connection of `user` on every node with `reason` as the Close error
+    /// (`allowReconnect: false`).
+    pub async fn close_user(&self, user: &UserId, reason: &str) -> Result<(), BackplaneError> {
+        self.close(Target::Users(vec![user.clone()]), reason).await
+    }
+
+    /// Closes the connections `target` names on every node with `reason` as the Close error
+    /// (`allowReconnect: false`).
+    pub async fn close(&self, target: Target, reason: &str) -> Result<(), BackplaneError> {
+        self.shared
+            .backplane
+            .close(&self.shared.name, target, reason.to_owned())
+            .await
     }
 }
 

@@ -321,7 +321,7 @@ impl Registry {
     /// Delivers `publish` to the local connections its target names, except the excluded ones.
     pub(crate) fn deliver(&self, publish: &Publish) {
         let excluded = &publish.excluded;
-        let send = |connection: &HubConnection| {
+        self.for_each(&publish.target, |connection| {
             if excluded.contains(&connection.id) {
                 return;
             }
@@ -331,28 +331,44 @@ impl Registry {
                     tracing::warn!(%error, "message has no encoding for a connection's protocol")
                 }
             }
-        };
-        match &publish.target {
-            Target::All => self.connections.iter().for_each(|c| send(c.value())),
+        });
+    }
+
+    /// Closes the local connections `target` names (`allowReconnect: false`); returns how many.
+    pub(crate) fn close(&self, target: &Target, reason: &str) -> usize {
+        // Collected first: no index lock is held while a connection closes.
+        let mut connections = Vec::new();
+        self.for_each(target, |c| connections.push(c.connection.clone()));
+        for connection in &connections {
+            let reason = crate::close::CloseReason::ClosedByServer(reason.to_owned());
+            connection.close_with(reason);
+        }
+        connections.len()
+    }
+
+    /// Calls `f` once for each local connection `target` names.
+    fn for_each(&self, target: &Target, mut f: impl FnMut(&HubConnection)) {
+        match target {
+            Target::All => self.connections.iter().for_each(|c| f(c.value())),
             Target::Connections(ids) => ids
                 .iter()
                 .filter_map(|id| self.connections.get(id))
-                .for_each(|c| send(c.value())),
-            Target::Groups(groups) => deliver_to_members(&self.groups, groups, send),
-            Target::Users(users) => deliver_to_members(&self.users, users, send),
+                .for_each(|c| f(c.value())),
+            Target::Groups(groups) => for_each_member(&self.groups, groups, f),
+            Target::Users(users) => for_each_member(&self.users, users, f),
         }
     }
 }
 
-/// Sends to the members of several keys, each connection once.
-fn deliver_to_members<K: Eq + Hash>(
+/// Calls `f` for the members of several keys, each connection once.
+fn for_each_member<K: Eq + Hash>(
     map: &DashMap<K, Members>,
     keys: &[K],
-    send: impl Fn(&HubConnection),
+    mut f: impl FnMut(&HubConnection),
 ) {
     if let [key] = keys {
         if let Some(members) = map.get(key) {
-            members.values().for_each(|c| send(c));
+            members.values().for_each(|c| f(c));
         }
         return;
     }
@@ -362,7 +378,7 @@ fn deliver_to_members<K: Eq + Hash>(
             members
                 .iter()
                 .filter(|(id, _)| seen.insert((*id).clone()))
-                .for_each(|(_, c)| send(c));
+                .for_each(|(_, c)| f(c));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use hubcast_backplane::{
     Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupAction,
     GroupCommand, GroupName, Interest, LocalConnection, LocalHub, Member, Outcome, PresenceChange,
-    Publish, RemoteError, UserId,
+    Publish, RemoteError, Target, UserId,
 };
 
 use super::HubApp;
@@ -167,6 +167,13 @@ impl LocalHub for LocalNode {
                 )
                 .await
         })
+    }
+
+    fn close(&self, target: &Target, reason: &str) -> usize {
+        self.0
+            .upgrade()
+            .map(|shared| shared.registry.close(target, reason))
+            .unwrap_or_default()
     }
 
     fn snapshot(&self) -> Vec<LocalConnection> {
