@@ -77,6 +77,9 @@ enum Command {
         /// Broadcasts per second (0 = as fast as the publisher's invocations complete).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Node the publisher connects to (another node of a cluster) [default: --server].
+        #[arg(long)]
+        publish_server: Option<SocketAddr>,
     },
 }
 
@@ -112,7 +115,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             messages,
             payload,
             rate,
-        } => broadcast(&target, connections, messages, payload, rate).await,
+            publish_server,
+        } => {
+            let publish_at = publish_server.unwrap_or(target.server);
+            broadcast(&target, publish_at, connections, messages, payload, rate).await
+        }
     }
 }
 
@@ -237,6 +244,7 @@ fn now_micros() -> u64 {
 
 async fn broadcast(
     target: &Target,
+    publish_at: SocketAddr,
     count: usize,
     messages: usize,
     payload: usize,
@@ -293,7 +301,12 @@ async fn broadcast(
         }));
     }
 
-    let (mut publisher, _) = target.connect(count).await?;
+    let publishing = Target {
+        server: publish_at,
+        path: target.path.clone(),
+        ..*target
+    };
+    let (mut publisher, _) = publishing.connect(count).await?;
     let padding = "x".repeat(payload.saturating_sub(20));
     let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
     let started = Instant::now();
@@ -332,12 +345,17 @@ async fn broadcast(
     }
     let histogram = histogram.lock().await;
     println!(
-        "broadcast: {count} receivers x {messages} messages of {payload} B ({}){}: {got}/{expected} delivered in {:.3}s = {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "broadcast: {count} receivers x {messages} messages of {payload} B ({}){}{}: {got}/{expected} delivered in {:.3}s = {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         target.protocol,
         if rate > 0 {
             format!(" at {rate}/s")
         } else {
             String::new()
+        },
+        if publish_at == target.server {
+            String::new()
+        } else {
+            format!(", published on {publish_at}")
         },
         elapsed.as_secs_f64(),
         got as f64 / elapsed.as_secs_f64(),
