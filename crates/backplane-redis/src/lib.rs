@@ -469,35 +469,32 @@ impl Backplane for RedisBackplane {
                     let payload = broadcast(None);
                     inner
                         .link
-                        .publish_queued(inner.channels.all(hub), payload)
-                        .await;
+                        .publish_queued(inner.channels.all(hub), payload);
                 }
                 Target::Groups(groups) => match groups.as_slice() {
                     [] => {}
                     [group] => {
                         let channel = inner.channels.group(hub, group.as_str());
-                        inner.link.publish_queued(channel, broadcast(None)).await;
+                        inner.link.publish_queued(channel, broadcast(None));
                     }
                     _ => {
                         let payload = broadcast(Some(&publish.target));
                         inner
                             .link
-                            .publish_queued(inner.channels.all(hub), payload)
-                            .await;
+                            .publish_queued(inner.channels.all(hub), payload);
                     }
                 },
                 Target::Users(users) => match users.as_slice() {
                     [] => {}
                     [user] => {
                         let channel = inner.channels.user(hub, user.as_str());
-                        inner.link.publish_queued(channel, broadcast(None)).await;
+                        inner.link.publish_queued(channel, broadcast(None));
                     }
                     _ => {
                         let payload = broadcast(Some(&publish.target));
                         inner
                             .link
-                            .publish_queued(inner.channels.all(hub), payload)
-                            .await;
+                            .publish_queued(inner.channels.all(hub), payload);
                     }
                 },
                 Target::Connections(connections) => {
@@ -517,8 +514,7 @@ impl Backplane for RedisBackplane {
                         let channel = inner.channels.node(node);
                         inner
                             .link
-                            .publish_queued(channel, wire::encode_node(&message))
-                            .await;
+                            .publish_queued(channel, wire::encode_node(&message));
                     }
                 }
             }
@@ -627,8 +623,7 @@ impl Backplane for RedisBackplane {
             let payload = wire::encode_node(&message);
             inner
                 .link
-                .publish_queued(inner.channels.control(), payload)
-                .await;
+                .publish_queued(inner.channels.control(), payload);
             Ok(())
         })
     }

@@ -1,10 +1,15 @@
 //! The pub/sub link: one RESP3 connection (a multiplexed connection, or a cluster connection using
 //! sharded pub/sub) that carries every PUBLISH of this node and receives every message of the channels
-//! it subscribes to. Publishes are pipelined on it: no pool checkout, no PING per send.
+//! it subscribes to.
+//!
+//! Sends go into an outbox that one flusher task drains in order, writing everything queued at once
+//! (pipelined on the multiplexed connection: no pool checkout, no PING, no round trip per send), so a
+//! hub's send never waits for Redis. While the link is down the outbox keeps them, up to a bound (the
+//! oldest are dropped past it, and counted).
 //!
 //! A supervisor keeps the link up. When Redis goes away it reconnects with backoff (50 ms doubling to
-//! 1 s), resubscribes every live channel, then publishes what was queued meanwhile. Sends made while the
-//! link is down wait in a bounded queue (the oldest are dropped past the bound, and counted).
+//! 1 s), resubscribes every live channel, then lets the flusher publish what waited meanwhile, after a
+//! grace of 1.25 s so the other nodes, which retry at least every second, are subscribed again.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +27,8 @@ use crate::topology::{IO_TIMEOUT, Topology, resp3};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a node that got its link back waits before publishing what it queued.
+const RESUBSCRIBE_GRACE: Duration = Duration::from_millis(1_250);
 
 /// Who the link hands what it receives to.
 pub(crate) trait Receiver: Send + Sync + 'static {
@@ -58,6 +65,62 @@ impl Conn {
         }
     }
 
+    /// Publishes a batch in order: one pipeline on a single server; on a cluster one pipeline per
+    /// channel (a channel's messages stay in order; different channels may go to different shards).
+    /// Returns the items that could not be published.
+    async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Outgoing> {
+        fn pipeline(items: &[Outgoing]) -> redis::Pipeline {
+            let mut pipeline = redis::pipe();
+            for (channel, payload) in items {
+                pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            }
+            pipeline
+        }
+        match self {
+            Self::Single(conn) => {
+                let result: RedisResult<()> = pipeline(&batch).query_async(&mut conn.clone()).await;
+                match result {
+                    Ok(()) => Vec::new(),
+                    Err(error) => {
+                        tracing::debug!(%error, "publish failed: kept until Redis is back");
+                        batch
+                    }
+                }
+            }
+            Self::Cluster(conn) => {
+                let mut by_channel: Vec<Vec<Outgoing>> = Vec::new();
+                for item in batch {
+                    match by_channel.iter_mut().find(|g| g.first().is_some_and(|f| f.0 == item.0)) {
+                        Some(group) => group.push(item),
+                        None => by_channel.push(vec![item]),
+                    }
+                }
+                let sends = by_channel.into_iter().map(|group| {
+                    let mut conn = conn.clone();
+                    async move {
+                        let mut pipeline = redis::pipe();
+                        for (channel, payload) in &group {
+                            pipeline.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
+                        }
+                        let result: RedisResult<()> = pipeline.query_async(&mut conn).await;
+                        match result {
+                            Ok(()) => Vec::new(),
+                            Err(error) => {
+                                tracing::debug!(%error, "publish failed: kept until Redis is back");
+                                group
+                            }
+                        }
+                    }
+                });
+                futures_util::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+        }
+    }
+
     async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Single(c) => c.subscribe(channel).await,
@@ -89,14 +152,22 @@ struct Live {
     broken: Arc<Notify>,
 }
 
+/// A queued send: channel and payload.
+type Outgoing = (String, Vec<u8>);
+
+/// At most this many sends are written in one go.
+const FLUSH_BATCH: usize = 512;
+
 /// The pub/sub link.
 pub(crate) struct Link {
     topology: Topology,
     live: Mutex<Option<Live>>,
     connected: AtomicBool,
     channels: Mutex<HashSet<String>>,
-    queue: Mutex<VecDeque<(String, Vec<u8>)>>,
+    queue: Mutex<VecDeque<Outgoing>>,
     queue_limit: usize,
+    /// Wakes the flusher when a send is queued.
+    queued: Notify,
     pub(crate) counters: Counters,
 }
 
@@ -113,6 +184,7 @@ impl Link {
             channels: Mutex::new(HashSet::new()),
             queue: Mutex::new(VecDeque::new()),
             queue_limit,
+            queued: Notify::new(),
             counters: Counters::default(),
         })
     }
@@ -127,7 +199,7 @@ impl Link {
         self.queue().len()
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, Vec<u8>)>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -142,32 +214,17 @@ impl Link {
             .map(|live| (live.conn.clone(), live.broken.clone()))
     }
 
-    fn enqueue(&self, channel: String, payload: Vec<u8>) {
-        let mut queue = self.queue();
-        if queue.len() >= self.queue_limit {
-            queue.pop_front();
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        queue.push_back((channel, payload));
-    }
-
-    /// Publishes a send; while the link is down (or still flushing) it waits in the queue.
-    pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
-        let current = self.current().filter(|_| self.is_connected());
-        let Some((mut conn, broken)) = current.filter(|_| self.queue().is_empty()) else {
-            self.enqueue(channel, payload);
-            return;
-        };
-        match conn.publish(&channel, &payload).await {
-            Ok(_) => {
-                self.counters.published.fetch_add(1, Ordering::Relaxed);
+    /// Queues a send for the flusher, which publishes it in order as soon as the link is up.
+    pub(crate) fn publish_queued(&self, channel: String, payload: Vec<u8>) {
+        {
+            let mut queue = self.queue();
+            if queue.len() >= self.queue_limit {
+                queue.pop_front();
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Err(error) => {
-                tracing::debug!(%error, "publish failed: queued until Redis is back");
-                self.enqueue(channel, payload);
-                broken.notify_one();
-            }
+            queue.push_back((channel, payload));
         }
+        self.queued.notify_one();
     }
 
     /// Publishes a command now and returns how many subscribers received it; fails while the link is
@@ -296,12 +353,19 @@ impl Link {
                 broken: broken.clone(),
             });
             let pump = tokio::spawn(pump(pushes, receiver.clone(), broken.clone(), self.clone()));
-            if self.resubscribe(conn.clone()).await.is_ok() && self.flush(conn).await.is_ok() {
+            if self.resubscribe(conn.clone()).await.is_ok() {
+                let stop = Arc::new(Notify::new());
+                let flusher = tokio::spawn(self.clone().flush(
+                    conn,
+                    broken.clone(),
+                    stop.clone(),
+                    ever_connected,
+                ));
                 backoff = MIN_BACKOFF;
                 failures = 0;
                 if ever_connected {
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("Redis is back: channels resubscribed, queued sends published");
+                    tracing::info!("Redis is back: channels resubscribed, publishing queued sends");
                 }
                 self.connected.store(true, Ordering::Relaxed);
                 if let Some(receiver) = receiver.upgrade() {
@@ -309,6 +373,12 @@ impl Link {
                 }
                 ever_connected = true;
                 broken.notified().await;
+                // The flusher finishes the batch it is writing (a failure puts it back in the queue).
+                stop.notify_one();
+                let mut flusher = flusher;
+                if tokio::time::timeout(IO_TIMEOUT * 2, &mut flusher).await.is_err() {
+                    flusher.abort();
+                }
                 tracing::warn!(
                     "lost the Redis connection: serving local connections, queueing sends"
                 );
@@ -328,17 +398,50 @@ impl Link {
         Ok(())
     }
 
-    /// Publishes the queued sends in order; stops at the first failure (the send stays queued).
-    async fn flush(&self, mut conn: Conn) -> RedisResult<()> {
-        loop {
-            let Some((channel, payload)) = self.queue().pop_front() else {
-                return Ok(());
-            };
-            if let Err(error) = conn.publish(&channel, &payload).await {
-                self.queue().push_front((channel, payload));
-                return Err(error);
+    /// Publishes queued sends in order, everything queued at once, until the connection breaks or `stop`
+    /// is signalled; what could not be published goes back to the front of the queue.
+    ///
+    /// After a reconnect it first waits [`RESUBSCRIBE_GRACE`]: the other nodes lost their subscriptions
+    /// too and retry at least every [`MAX_BACKOFF`], so what was queued during the outage is published
+    /// once they are listening again.
+    async fn flush(
+        self: Arc<Self>,
+        conn: Conn,
+        broken: Arc<Notify>,
+        stop: Arc<Notify>,
+        reconnected: bool,
+    ) {
+        if reconnected {
+            tokio::select! {
+                _ = tokio::time::sleep(RESUBSCRIBE_GRACE) => {}
+                _ = stop.notified() => return,
             }
-            self.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        loop {
+            let batch: Vec<Outgoing> = {
+                let mut queue = self.queue();
+                let take = queue.len().min(FLUSH_BATCH);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.queued.notified() => continue,
+                    _ = stop.notified() => return,
+                }
+            }
+            let count = batch.len();
+            let failed = conn.publish_batch(batch).await;
+            let published = (count - failed.len()) as u64;
+            self.counters.published.fetch_add(published, Ordering::Relaxed);
+            if !failed.is_empty() {
+                let mut queue = self.queue();
+                for item in failed.into_iter().rev() {
+                    queue.push_front(item);
+                }
+                drop(queue);
+                broken.notify_one();
+                return;
+            }
         }
     }
 }
