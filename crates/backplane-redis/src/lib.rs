@@ -439,6 +439,11 @@ impl Backplane for RedisBackplane {
         hub: &str,
         local: Arc<dyn LocalHub>,
     ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        if hub.is_empty() || hub.contains([':', '\n']) {
+            let error =
+                BackplaneError::InvalidHubName(hub.to_owned(), "empty, or holds ':' or a newline");
+            return Box::pin(async move { Err(error) });
+        }
         let name: Arc<str> = Arc::from(hub);
         self.inner
             .hubs
@@ -467,9 +472,7 @@ impl Backplane for RedisBackplane {
             match &publish.target {
                 Target::All => {
                     let payload = broadcast(None);
-                    inner
-                        .link
-                        .publish_queued(inner.channels.all(hub), payload);
+                    inner.link.publish_queued(inner.channels.all(hub), payload);
                 }
                 Target::Groups(groups) => match groups.as_slice() {
                     [] => {}
@@ -479,9 +482,7 @@ impl Backplane for RedisBackplane {
                     }
                     _ => {
                         let payload = broadcast(Some(&publish.target));
-                        inner
-                            .link
-                            .publish_queued(inner.channels.all(hub), payload);
+                        inner.link.publish_queued(inner.channels.all(hub), payload);
                     }
                 },
                 Target::Users(users) => match users.as_slice() {
@@ -492,9 +493,7 @@ impl Backplane for RedisBackplane {
                     }
                     _ => {
                         let payload = broadcast(Some(&publish.target));
-                        inner
-                            .link
-                            .publish_queued(inner.channels.all(hub), payload);
+                        inner.link.publish_queued(inner.channels.all(hub), payload);
                     }
                 },
                 Target::Connections(connections) => {
@@ -621,9 +620,7 @@ impl Backplane for RedisBackplane {
                 reason,
             };
             let payload = wire::encode_node(&message);
-            inner
-                .link
-                .publish_queued(inner.channels.control(), payload);
+            inner.link.publish_queued(inner.channels.control(), payload);
             Ok(())
         })
     }

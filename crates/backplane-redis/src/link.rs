@@ -90,7 +90,10 @@ impl Conn {
             Self::Cluster(conn) => {
                 let mut by_channel: Vec<Vec<Outgoing>> = Vec::new();
                 for item in batch {
-                    match by_channel.iter_mut().find(|g| g.first().is_some_and(|f| f.0 == item.0)) {
+                    match by_channel
+                        .iter_mut()
+                        .find(|g| g.first().is_some_and(|f| f.0 == item.0))
+                    {
                         Some(group) => group.push(item),
                         None => by_channel.push(vec![item]),
                     }
@@ -376,7 +379,10 @@ impl Link {
                 // The flusher finishes the batch it is writing (a failure puts it back in the queue).
                 stop.notify_one();
                 let mut flusher = flusher;
-                if tokio::time::timeout(IO_TIMEOUT * 2, &mut flusher).await.is_err() {
+                if tokio::time::timeout(IO_TIMEOUT * 2, &mut flusher)
+                    .await
+                    .is_err()
+                {
                     flusher.abort();
                 }
                 tracing::warn!(
@@ -432,7 +438,9 @@ impl Link {
             let count = batch.len();
             let failed = conn.publish_batch(batch).await;
             let published = (count - failed.len()) as u64;
-            self.counters.published.fetch_add(published, Ordering::Relaxed);
+            self.counters
+                .published
+                .fetch_add(published, Ordering::Relaxed);
             if !failed.is_empty() {
                 let mut queue = self.queue();
                 for item in failed.into_iter().rev() {

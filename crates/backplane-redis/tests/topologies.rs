@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Cluster, Recorder, Redis, eventually, json, message};
 use hubcast_backplane::{
-    Backplane, ClientInvocation, ConnectionId, GroupAction, GroupCommand, Interest, Member,
-    Outcome, PresenceChange, Publish, RemoteError, Target, UserId,
+    Backplane, BackplaneError, ClientInvocation, ConnectionId, GroupAction, GroupCommand, Interest,
+    Member, Outcome, PresenceChange, Publish, RemoteError, Target, UserId,
 };
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig};
 
@@ -201,6 +201,16 @@ fn publishes(redis: &Redis) -> u64 {
 async fn standalone() {
     let redis = Redis::start(&[]);
     exercise(&redis.url()).await;
+
+    // Hub names end up in channel and key names.
+    let other = node(&redis.url(), "names").await;
+    for bad in ["", "a:b", "a\nb"] {
+        let result = other.backplane.attach(bad, other.hub.clone()).await;
+        assert!(
+            matches!(result, Err(BackplaneError::InvalidHubName(..))),
+            "{bad:?}"
+        );
+    }
 
     // One PUBLISH per send, whatever the number of nodes and recipients.
     let nodes = [

@@ -194,6 +194,9 @@ pub enum BackplaneError {
     /// A hub was used before it was attached.
     #[error("hub '{0}' is not attached to the backplane")]
     UnknownHub(String),
+    /// The hub's name cannot be used by this backplane.
+    #[error("invalid hub name '{0}': {1}")]
+    InvalidHubName(String, &'static str),
 }
 
 /// The node a connection id names (`{tag}.{random}`), if it names one.
