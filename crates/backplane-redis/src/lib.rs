@@ -31,9 +31,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use hubcast_backplane::{
-    Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupCommand, GroupName,
-    Interest, LocalHub, Member, Outcome, PresenceChange, Publish, RemoteError, SerializedMessage,
-    Target, UserId, node_of,
+    Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupAction,
+    GroupCommand, GroupName, Interest, LocalHub, Member, Outcome, PresenceChange, Publish,
+    RemoteError, SerializedMessage, Target, UserId, node_of,
 };
 use tokio::sync::oneshot;
 
@@ -369,6 +369,21 @@ impl Inner {
                     local.close(&target, &reason);
                 }
             }
+            NodeMessage::UserGroups {
+                hub,
+                origin,
+                user,
+                group,
+                action,
+            } => {
+                if origin != self.tag
+                    && let Some((_, local)) = self.hub(&hub)
+                {
+                    tokio::spawn(async move {
+                        local.user_groups(&user, group.as_ref(), action).await;
+                    });
+                }
+            }
             NodeMessage::Ack { id, result } => self.complete(id, Reply::Ack(result)),
             NodeMessage::Result { id, result } => self.complete(id, Reply::Result(result)),
         }
@@ -460,11 +475,11 @@ impl Backplane for RedisBackplane {
     fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), BackplaneError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let (_, local) = inner
-                .hub(&publish.hub)
-                .ok_or_else(|| BackplaneError::UnknownHub(publish.hub.to_string()))?;
-            // This node's recipients get it now, whatever the state of Redis.
-            local.deliver(&publish);
+            // This node's recipients get it now, whatever the state of Redis (a node without the hub,
+            // such as a control-API process, only forwards it).
+            if let Some((_, local)) = inner.hub(&publish.hub) {
+                local.deliver(&publish);
+            }
             let hub = &*publish.hub;
             let broadcast = |targets: Option<&Target>| {
                 wire::encode_broadcast(&publish.excluded, &publish.message, &inner.tag, targets)
@@ -609,10 +624,9 @@ impl Backplane for RedisBackplane {
         let hub = hub.to_owned();
         Box::pin(async move {
             let inner = &self.inner;
-            let (_, local) = inner
-                .hub(&hub)
-                .ok_or_else(|| BackplaneError::UnknownHub(hub.clone()))?;
-            local.close(&target, &reason);
+            if let Some((_, local)) = inner.hub(&hub) {
+                local.close(&target, &reason);
+            }
             let message = NodeMessage::Close {
                 hub,
                 origin: inner.tag.clone(),
@@ -622,6 +636,56 @@ impl Backplane for RedisBackplane {
             let payload = wire::encode_node(&message);
             inner.link.publish_queued(inner.channels.control(), payload);
             Ok(())
+        })
+    }
+
+    fn user_groups(
+        &self,
+        hub: &str,
+        user: UserId,
+        group: Option<GroupName>,
+        action: GroupAction,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let hub = hub.to_owned();
+        Box::pin(async move {
+            let inner = &self.inner;
+            if let Some((_, local)) = inner.hub(&hub) {
+                local.user_groups(&user, group.as_ref(), action).await;
+            }
+            let message = NodeMessage::UserGroups {
+                hub,
+                origin: inner.tag.clone(),
+                user,
+                group,
+                action,
+            };
+            let payload = wire::encode_node(&message);
+            inner.link.publish_queued(inner.channels.control(), payload);
+            Ok(())
+        })
+    }
+
+    fn connection_exists(
+        &self,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
+        let local = self
+            .inner
+            .hub(hub)
+            .is_some_and(|(_, local)| local.has_connection(connection));
+        let (hub, connection) = (hub.to_owned(), connection.clone());
+        Box::pin(async move {
+            if local {
+                return Ok(true);
+            }
+            match node_of(&connection) {
+                Some(node) => {
+                    let presence = &self.inner.presence;
+                    presence.connection_exists(node, &hub, &connection).await
+                }
+                None => Ok(false),
+            }
         })
     }
 

@@ -222,6 +222,20 @@ impl Presence {
         Ok(connections.into_iter().map(ConnectionId::from).collect())
     }
 
+    /// Whether node `node` holds `connection` of `hub`.
+    pub(crate) async fn connection_exists(
+        &self,
+        node: &str,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> Result<bool, BackplaneError> {
+        let key = format!("{}:node:{node}", self.keys.tagged);
+        let mut pipeline = redis::pipe();
+        pipeline.hexists(key, format!("{hub}\n{connection}"));
+        let (exists,): (bool,) = self.commands.query(&pipeline).await?;
+        Ok(exists)
+    }
+
     /// A group's members on every node.
     pub(crate) async fn group_members(
         &self,

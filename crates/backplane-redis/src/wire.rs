@@ -7,7 +7,7 @@
 //! - `P:H:user:U`: sends to user `U`, subscribed by nodes holding one of their connections;
 //! - `P:node:T`: everything addressed to the node with tag `T` (sends to its connections, group
 //!   commands, client-result invocations, and the answers to its own commands);
-//! - `P:control`: commands for every node (closing connections).
+//! - `P:control`: commands for every node (closing connections, a user's group changes).
 //!
 //! Payloads are MessagePack arrays. A broadcast (all, group and user channels) starts like ASP.NET Core's
 //! `RedisInvocation`: `[excluded ids, {protocol name: framed bytes}, origin node tag, targets?]`, where
@@ -156,6 +156,15 @@ pub(crate) enum NodeMessage {
         id: u64,
         result: Result<Outcome, RemoteError>,
     },
+    /// Add a user's local connections to a group or remove them (from all their groups with `None`),
+    /// on the control channel.
+    UserGroups {
+        hub: String,
+        origin: String,
+        user: UserId,
+        group: Option<GroupName>,
+        action: GroupAction,
+    },
     /// Close the local connections `target` names (on the control channel).
     Close {
         hub: String,
@@ -171,6 +180,7 @@ const ACK: u8 = 3;
 const INVOKE: u8 = 4;
 const RESULT: u8 = 5;
 const CLOSE: u8 = 6;
+const USER_GROUPS: u8 = 7;
 
 const TARGET_ALL: u8 = 0;
 const TARGET_CONNECTIONS: u8 = 3;
@@ -369,6 +379,22 @@ pub(crate) fn encode_node(message: &NodeMessage) -> Vec<u8> {
                     put_error(&mut out, error);
                 }
             }
+        }
+        NodeMessage::UserGroups {
+            hub,
+            origin,
+            user,
+            group,
+            action,
+        } => {
+            put_array(&mut out, 6);
+            put_uint(&mut out, u64::from(USER_GROUPS));
+            put_str(&mut out, hub);
+            put_str(&mut out, origin);
+            put_str(&mut out, user.as_str());
+            // Group names are never empty: "" stands for every group.
+            put_str(&mut out, group.as_ref().map_or("", GroupName::as_str));
+            put_uint(&mut out, u64::from(*action == GroupAction::Add));
         }
         NodeMessage::Close {
             hub,
@@ -610,6 +636,22 @@ pub(crate) fn decode_node(payload: Bytes) -> Result<NodeMessage, WireError> {
                 _ => return Err(malformed("unknown outcome kind")),
             };
             Ok(NodeMessage::Result { id, result })
+        }
+        USER_GROUPS => {
+            need(6)?;
+            Ok(NodeMessage::UserGroups {
+                hub: reader.string()?,
+                origin: reader.string()?,
+                user: reader.string()?.into(),
+                group: Some(reader.string()?)
+                    .filter(|g| !g.is_empty())
+                    .map(GroupName::from),
+                action: if reader.uint()? == 1 {
+                    GroupAction::Add
+                } else {
+                    GroupAction::Remove
+                },
+            })
         }
         CLOSE => {
             need(5)?;

@@ -183,6 +183,29 @@ async fn exercise(url: &str) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(a.hub.texts(), b.hub.texts());
     assert_eq!(b.hub.texts().len(), 5);
+
+    // A node without the hub (a control-API process) forwards sends and commands to the nodes.
+    let control = RedisBackplane::connect(RedisConfig {
+        prefix: "t".into(),
+        ..RedisConfig::new(url)
+    })
+    .await
+    .unwrap();
+    control
+        .publish(publish(Target::All, "from control"))
+        .await
+        .unwrap();
+    assert_eq!(a.hub.wait_for(6).await[5], json("from control"));
+    assert_eq!(b.hub.wait_for(6).await[5], json("from control"));
+    control
+        .user_groups(HUB, "ann".into(), Some("room".into()), GroupAction::Add)
+        .await
+        .unwrap();
+    let expected = "user ann Add Some(GroupName(\"room\"))";
+    assert_eq!(a.hub.wait_for(7).await[6], expected);
+    assert_eq!(b.hub.wait_for(7).await[6], expected);
+    assert!(control.connection_exists(HUB, &a.connection).await.unwrap());
+    assert!(!control.connection_exists(HUB, &b.connection).await.unwrap());
     a.backplane.leave().await.unwrap();
     b.backplane.leave().await.unwrap();
 }

@@ -172,6 +172,18 @@ pub trait LocalHub: Send + Sync {
     /// (`allowReconnect: false`); returns how many.
     fn close(&self, target: &Target, reason: &str) -> usize;
 
+    /// Adds every local connection of `user` to `group`, or removes them from it (from all their groups
+    /// with `None`).
+    fn user_groups(
+        &self,
+        user: &UserId,
+        group: Option<&GroupName>,
+        action: GroupAction,
+    ) -> BoxFuture<'_, ()>;
+
+    /// Whether this node holds `connection`.
+    fn has_connection(&self, connection: &ConnectionId) -> bool;
+
     /// Every local connection with its user and groups.
     fn snapshot(&self) -> Vec<LocalConnection>;
 
@@ -222,7 +234,8 @@ pub trait Backplane: Send + Sync + 'static {
         local: Arc<dyn LocalHub>,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
-    /// Sends a message to its target on every node (this one included).
+    /// Sends a message to its target on every node (this one included). A node that does not hold the
+    /// hub (a control-API process) only forwards it.
     fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
     /// This node now holds a member of `interest` (reference-counted by the caller: called when the first
@@ -250,6 +263,23 @@ pub trait Backplane: Send + Sync + 'static {
         hub: &str,
         invocation: ClientInvocation,
     ) -> BoxFuture<'_, Result<Outcome, RemoteError>>;
+
+    /// Adds every connection of `user`, on every node, to `group` or removes them from it (from all
+    /// their groups with `None` and [`GroupAction::Remove`]).
+    fn user_groups(
+        &self,
+        hub: &str,
+        user: UserId,
+        group: Option<GroupName>,
+        action: GroupAction,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>>;
+
+    /// Whether any node holds `connection`.
+    fn connection_exists(
+        &self,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>>;
 
     /// Closes the connections `target` names on every node, with `reason` as the Close error.
     fn close(

@@ -112,6 +112,33 @@ impl Backplane for MemoryBackplane {
         })
     }
 
+    fn user_groups(
+        &self,
+        hub: &str,
+        user: UserId,
+        group: Option<GroupName>,
+        action: crate::GroupAction,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let nodes = self.nodes_of(hub);
+        Box::pin(async move {
+            for node in nodes? {
+                node.user_groups(&user, group.as_ref(), action).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn connection_exists(
+        &self,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
+        let result = self
+            .nodes_of(hub)
+            .map(|nodes| nodes.iter().any(|node| node.has_connection(connection)));
+        Box::pin(async move { result })
+    }
+
     fn close(
         &self,
         hub: &str,
@@ -230,6 +257,22 @@ mod tests {
             1
         }
 
+        fn user_groups(
+            &self,
+            user: &UserId,
+            group: Option<&GroupName>,
+            _action: crate::GroupAction,
+        ) -> BoxFuture<'_, ()> {
+            let target = Target::Groups(group.into_iter().cloned().collect());
+            let seen = (target, vec![ConnectionId::from(user.as_str())], Vec::new());
+            self.0.lock().unwrap().push(seen);
+            Box::pin(async {})
+        }
+
+        fn has_connection(&self, connection: &ConnectionId) -> bool {
+            connection.as_str() == format!("{}.c", self.1)
+        }
+
         fn snapshot(&self) -> Vec<crate::LocalConnection> {
             Vec::new()
         }
@@ -304,12 +347,33 @@ mod tests {
             .close("chat", ann.clone(), "bye".into())
             .await
             .unwrap();
+        let add = crate::GroupAction::Add;
+        backplane
+            .user_groups("chat", "ann".into(), Some("g".into()), add)
+            .await
+            .unwrap();
+        let in_g = Target::Groups(vec!["g".into()]);
         for node in nodes {
             assert_eq!(
                 *node.0.lock().unwrap(),
-                vec![(ann.clone(), vec![], b"bye".to_vec())]
+                vec![
+                    (ann.clone(), vec![], b"bye".to_vec()),
+                    (in_g.clone(), vec!["ann".into()], vec![])
+                ]
             );
         }
+        assert!(
+            backplane
+                .connection_exists("chat", &"b.c".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !backplane
+                .connection_exists("chat", &"z.c".into())
+                .await
+                .unwrap()
+        );
         assert!(
             backplane
                 .close("other", Target::All, "bye".into())

@@ -124,6 +124,20 @@ fn node_messages_round_trip() {
             target: Target::Users(vec!["ann".into()]),
             reason: "bye".into(),
         },
+        NodeMessage::UserGroups {
+            hub: "chat".into(),
+            origin: "b".into(),
+            user: "ann".into(),
+            group: Some("room".into()),
+            action: GroupAction::Add,
+        },
+        NodeMessage::UserGroups {
+            hub: "chat".into(),
+            origin: "b".into(),
+            user: "ann".into(),
+            group: None,
+            action: GroupAction::Remove,
+        },
         NodeMessage::Close {
             hub: "chat".into(),
             origin: "b".into(),

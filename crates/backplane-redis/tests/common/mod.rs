@@ -281,6 +281,22 @@ impl LocalHub for Recorder {
         1
     }
 
+    fn user_groups(
+        &self,
+        user: &UserId,
+        group: Option<&GroupName>,
+        action: GroupAction,
+    ) -> BoxFuture<'_, ()> {
+        let text = format!("user {user} {action:?} {group:?}");
+        let target = Target::Users(vec![user.clone()]);
+        self.seen.lock().unwrap().push((target, text));
+        Box::pin(async {})
+    }
+
+    fn has_connection(&self, connection: &ConnectionId) -> bool {
+        self.connections.lock().unwrap().contains(connection)
+    }
+
     fn snapshot(&self) -> Vec<LocalConnection> {
         self.connections
             .lock()

@@ -283,6 +283,13 @@ impl Registry {
             .collect()
     }
 
+    /// The groups of a local connection.
+    pub(crate) fn groups_of(&self, id: &ConnectionId) -> Vec<GroupName> {
+        self.get(id)
+            .map(|c| c.groups().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Local users with their number of connections.
     pub(crate) fn users(&self) -> Vec<(UserId, usize)> {
         self.users

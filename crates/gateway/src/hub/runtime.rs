@@ -176,6 +176,42 @@ impl LocalHub for LocalNode {
             .unwrap_or_default()
     }
 
+    fn user_groups(
+        &self,
+        user: &UserId,
+        group: Option<&GroupName>,
+        action: GroupAction,
+    ) -> BoxFuture<'_, ()> {
+        let (user, group) = (user.clone(), group.cloned());
+        Box::pin(async move {
+            let Some(shared) = self.0.upgrade() else {
+                return;
+            };
+            for connection in shared.registry.of_user(&user) {
+                let groups = match &group {
+                    Some(group) => vec![group.clone()],
+                    None => shared.registry.groups_of(&connection.id),
+                };
+                for group in groups {
+                    let command = GroupCommand {
+                        connection: connection.id.clone(),
+                        group,
+                        action,
+                    };
+                    if let Err(error) = shared.group_local(&command).await {
+                        tracing::debug!(%error, "a user's group change skipped a connection");
+                    }
+                }
+            }
+        })
+    }
+
+    fn has_connection(&self, connection: &ConnectionId) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| shared.registry.get(connection).is_some())
+    }
+
     fn snapshot(&self) -> Vec<LocalConnection> {
         self.0
             .upgrade()
