@@ -10,13 +10,17 @@ const START_TIMEOUT_MS = 20000;
  * Spawns `hubcast serve --conformance` on ephemeral ports and resolves once it logs
  * `listening on 127.0.0.1:PORT`. Returns { url, port, stop(), stderr(), closeStderr() }.
  * `port` listens on that port instead (to restart a server where its clients expect it);
- * `env` adds environment variables (e.g. `HUBCAST_HUB_*` hub options).
+ * `env` adds environment variables (e.g. `HUBCAST_HUB_*` hub options); `control: true` runs
+ * `hubcast control` (the control API alone) instead.
  */
-function startServer({ port = 0, env = {} } = {}) {
+function startServer({ port = 0, env = {}, control = false } = {}) {
   const bin = process.env.HUBCAST_BIN || DEFAULT_BIN;
+  const args = control
+    ? ['control', '--listen', `127.0.0.1:${port}`]
+    : ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'];
   const child = spawn(
     bin,
-    ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'],
+    args,
     { stdio: ['ignore', 'ignore', 'pipe'], env: { HUBCAST_HISTORY: 'none', ...process.env, ...env, NO_COLOR: '1' } },
   );
   let log = '';

@@ -568,6 +568,9 @@ impl Backplane for RedisBackplane {
         let hub = hub.to_owned();
         Box::pin(async move {
             let inner = &self.inner;
+            if let Some(local) = inner.local_holder(&hub, &command.connection) {
+                return local.group_command(command).await;
+            }
             let reply = inner
                 .request(&command.connection, inner.command_timeout, |id| {
                     NodeMessage::Group {
@@ -595,6 +598,9 @@ impl Backplane for RedisBackplane {
         let hub = hub.to_owned();
         Box::pin(async move {
             let inner = &self.inner;
+            if let Some(local) = inner.local_holder(&hub, &invocation.connection) {
+                return local.invoke_client(invocation).await;
+            }
             // The holding node times out first and says so; this covers a node that never answers.
             let wait = invocation.timeout + Duration::from_secs(1);
             let reply = inner
@@ -728,6 +734,13 @@ impl Backplane for RedisBackplane {
 }
 
 impl Inner {
+    /// This node's hub, when `connection` is one of this node's (a control API mounted on a node).
+    fn local_holder(&self, hub: &str, connection: &ConnectionId) -> Option<Arc<dyn LocalHub>> {
+        (node_of(connection) == Some(self.tag.as_str()))
+            .then(|| self.hub(hub).map(|(_, local)| local))
+            .flatten()
+    }
+
     fn interest_channel(&self, hub: &str, interest: &Interest) -> String {
         match interest {
             Interest::Group(group) => self.channels.group(hub, group.as_str()),

@@ -2,12 +2,13 @@
 //! goes with it (cluster-wide on Redis, falling back to this node's count while Redis is unreachable).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use hubcast_backplane::{Backplane, BoxFuture, MemoryBackplane};
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig, redact};
 use hubcast_gateway::hub::{LocalRateLimiter, RateLimiter};
+
+use crate::cli::BackplaneArgs;
 
 /// The backplane a node runs with.
 pub(crate) struct Chosen {
@@ -16,8 +17,10 @@ pub(crate) struct Chosen {
     pub(crate) redis: Option<RedisBackplane>,
 }
 
-/// Builds the backplane of `spec` (`memory`, `redis://…`, `redis+sentinel://…`, `redis+cluster://…`).
-pub(crate) async fn choose(spec: &str, prefix: &str, node_ttl: Duration) -> anyhow::Result<Chosen> {
+/// Builds the backplane the flags name (`memory`, `redis://…`, `redis+sentinel://…`,
+/// `redis+cluster://…`).
+pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
+    let spec = args.backplane.as_str();
     if spec == "memory" {
         return Ok(Chosen {
             backplane: Arc::new(MemoryBackplane::new()),
@@ -26,8 +29,8 @@ pub(crate) async fn choose(spec: &str, prefix: &str, node_ttl: Duration) -> anyh
         });
     }
     let config = RedisConfig {
-        prefix: prefix.to_owned(),
-        node_ttl,
+        prefix: args.backplane_prefix.clone(),
+        node_ttl: args.node_ttl.into(),
         ..RedisConfig::new(spec)
     };
     let redis = RedisBackplane::connect(config)

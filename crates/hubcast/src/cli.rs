@@ -18,6 +18,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Runs a gateway node.
     Serve(Box<ServeArgs>),
+    /// Runs the control API alone (no client connections), over a Redis backplane.
+    Control(Box<ControlArgs>),
     /// Prints the full annotated configuration file with every default.
     DefaultConfig,
     /// Validates a configuration file (with the environment applied) and prints the result.
@@ -50,21 +52,10 @@ pub(crate) struct ServeArgs {
     /// This node's id [default: the host name and a random suffix].
     #[arg(long, env = "HUBCAST_NODE_ID")]
     pub(crate) node_id: Option<String>,
-    /// The backplane between nodes: `memory` (a single node), `redis://[:password@]host:port[/db]`,
-    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`.
-    #[arg(
-        long,
-        env = "HUBCAST_BACKPLANE",
-        default_value = "memory",
-        hide_env_values = true
-    )]
-    pub(crate) backplane: String,
-    /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones).
-    #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX", default_value = "hubcast")]
-    pub(crate) backplane_prefix: String,
-    /// How long a node's presence outlives its last heartbeat in Redis (it beats every third of it).
-    #[arg(long, env = "HUBCAST_NODE_TTL", default_value = "7500ms")]
-    pub(crate) node_ttl: humantime::Duration,
+    #[command(flatten)]
+    pub(crate) backplane: BackplaneArgs,
+    #[command(flatten)]
+    pub(crate) control: ControlAccess,
     /// Where the chat keeps its history: `sqlite:PATH`, `postgres://…` (needed for several nodes) or
     /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]
@@ -107,6 +98,63 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HUBCAST_DEV_AUTH")]
     pub(crate) dev_auth: bool,
     /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`).
+    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub(crate) log_format: LogFormat,
+}
+
+/// Which backplane joins the nodes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BackplaneArgs {
+    /// The backplane between nodes: `memory` (a single node), `redis://[:password@]host:port[/db]`,
+    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`.
+    #[arg(
+        long,
+        env = "HUBCAST_BACKPLANE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub(crate) backplane: String,
+    /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones).
+    #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX", default_value = "hubcast")]
+    pub(crate) backplane_prefix: String,
+    /// How long a node's presence outlives its last heartbeat in Redis (it beats every third of it).
+    #[arg(long, env = "HUBCAST_NODE_TTL", default_value = "7500ms")]
+    pub(crate) node_ttl: humantime::Duration,
+}
+
+/// Who may call the control API (`/api`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ControlAccess {
+    /// Access key of the control API: bearer tokens signed HS256 with it are accepted (several,
+    /// comma-separated, during a rotation).
+    #[arg(
+        long,
+        env = "HUBCAST_ACCESS_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) access_key: Vec<String>,
+    /// SHA-256 (hex) of an API key accepted in `X-API-Key` (several, comma-separated).
+    #[arg(long, env = "HUBCAST_API_KEY_SHA256", value_delimiter = ',')]
+    pub(crate) api_key_sha256: Vec<String>,
+    /// Lets control-API requests without credentials in (trusted networks only).
+    #[arg(long, env = "HUBCAST_CONTROL_ANONYMOUS")]
+    pub(crate) control_anonymous: bool,
+}
+
+#[derive(Debug, Parser)]
+pub(crate) struct ControlArgs {
+    /// Address of the control API listener.
+    #[arg(long, env = "HUBCAST_LISTEN", default_value = "0.0.0.0:8081")]
+    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) backplane: BackplaneArgs,
+    #[command(flatten)]
+    pub(crate) control: ControlAccess,
+    /// HMAC secret of the gateways' client tokens, so `:generateToken` can issue them.
+    #[arg(long, env = "HUBCAST_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// Log format (the level comes from HUBCAST_LOG).
     #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,
 }

@@ -14,13 +14,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
+use hubcast_control::{ControlApi, ControlAuth};
 use hubcast_gateway::admin::{self, Readiness};
 use hubcast_gateway::auth::{JwtAuth, SessionCookies};
 use hubcast_gateway::{GatewayBuilder, HubOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, LogFormat, ServeArgs};
+use cli::{Cli, Command, ControlAccess, ControlArgs, LogFormat, ServeArgs};
 use config::{Config, DEFAULT_CONFIG};
 
 fn main() -> ExitCode {
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Serve(args) => serve(*args, &env),
+        Command::Control(args) => control(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,12 +109,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .or(config.node_id.clone())
         .unwrap_or_else(default_node_id);
 
-    let chosen = backplane::choose(
-        &args.backplane,
-        &args.backplane_prefix,
-        args.node_ttl.into(),
-    )
-    .await?;
+    let chosen = backplane::choose(&args.backplane).await?;
     if chosen.redis.is_some() && args.history.starts_with("sqlite:") {
         tracing::warn!(
             "the chat history is a SQLite file of this node: with several nodes use \
@@ -166,6 +163,8 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         chat_hub(Chat::new(history(&args.history).await?)),
         chat_options,
     );
+    let api = control_api(&chosen, &args.control, secret.as_deref())?;
+    builder = builder.route("/api/", api.route_handler());
     builder = builder.fallback(web::page(args.web_root.clone()));
     let mut test_hub = None;
     if args.conformance {
@@ -220,6 +219,75 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The control API over the node's backplane, with the credentials the flags name; `token_key` signs the
+/// client tokens of `:generateToken`.
+fn control_api(
+    chosen: &backplane::Chosen,
+    access: &ControlAccess,
+    token_key: Option<&[u8]>,
+) -> anyhow::Result<Arc<ControlApi>> {
+    let mut auth = ControlAuth::default();
+    for key in &access.access_key {
+        auth = auth.with_access_key(key.as_bytes());
+    }
+    for hash in &access.api_key_sha256 {
+        auth = auth.with_api_key_sha256(hash)?;
+    }
+    if access.control_anonymous {
+        auth = auth.allow_anonymous();
+    }
+    if !auth.is_configured() {
+        tracing::info!(
+            "the control API at /api refuses every call: no --access-key or --api-key-sha256"
+        );
+    }
+    let api = ControlApi::new(chosen.backplane.clone(), auth);
+    Ok(Arc::new(match token_key {
+        Some(key) => api.with_token_key(key),
+        None => api,
+    }))
+}
+
+/// `hubcast control`: the control API alone, over Redis.
+fn control(args: ControlArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        if args.backplane.backplane == "memory" {
+            anyhow::bail!(
+                "hubcast control needs a shared backplane: --backplane redis://… (the same as the nodes')"
+            );
+        }
+        let chosen = backplane::choose(&args.backplane).await?;
+        let token_key = args.jwt_secret.as_deref().map(str::as_bytes);
+        let api = control_api(&chosen, &args.control, token_key)?;
+        let gateway = GatewayBuilder::new(chosen.backplane.clone())
+            .route("/api/", api.route_handler())
+            .build()
+            .await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(
+            "control API listening on {}",
+            listener.local_addr().unwrap_or(args.listen)
+        );
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        gateway
+            .serve(listener, shutdown, Duration::from_secs(5))
+            .await;
+        Ok(())
+    })
 }
 
 /// The chat's message store, from `--history`.
