@@ -1,5 +1,6 @@
 """Starts one hubcast conformance server for the test session."""
 
+import hashlib
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "debug" / "hubcast"
 START_TIMEOUT = 20.0
+CONTROL_API_KEY = "schemathesis-control-key"
 
 
 class Server:
@@ -52,6 +54,8 @@ def start_server() -> Server:
             # only returns once that read wakes up, i.e. when the server next sends something. Frequent server
             # pings keep stop() short; the protocol is unchanged (the default is 15 s, as in ASP.NET Core).
             "HUBCAST_HUB_KEEP_ALIVE_INTERVAL": "250ms",
+            # The control API at /api accepts this key (test_control_api.py).
+            "HUBCAST_API_KEY_SHA256": hashlib.sha256(CONTROL_API_KEY.encode()).hexdigest(),
         },
     )
     log: list = []

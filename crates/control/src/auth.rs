@@ -95,29 +95,31 @@ impl ControlAuth {
     }
 
     /// Checks a request's credential; `path` is the request path without its query string.
+    ///
+    /// Every credential presented must be valid (a bad token is refused even next to a good API key).
     pub(crate) fn check(&self, headers: &HeaderMap, path: &str) -> Result<(), Refused> {
-        if let Some(key) = headers.get("x-api-key") {
+        let api_key = headers.get("x-api-key");
+        if let Some(key) = api_key {
             let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-            return if self.api_key_hashes.contains(&hash) {
-                Ok(())
-            } else {
-                Err(Refused::Invalid)
-            };
+            if !self.api_key_hashes.contains(&hash) {
+                return Err(Refused::Invalid);
+            }
         }
-        let token = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let Some(token) = token else {
-            return if self.anonymous {
+        let Some(authorization) = headers.get(AUTHORIZATION) else {
+            return if api_key.is_some() || self.anonymous {
                 Ok(())
             } else {
                 Err(Refused::Missing)
             };
         };
+        let token = authorization
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(Refused::Invalid)?;
         let host = headers
             .get(HOST)
             .and_then(|v| v.to_str().ok())
@@ -224,6 +226,11 @@ mod tests {
             auth.check(&headers(&[("x-api-key", "nope".into())]), "/"),
             Err(Refused::Invalid)
         );
+        let with_bad_token = headers(&[
+            ("x-api-key", "secret".into()),
+            ("authorization", "Bearer nope".into()),
+        ]);
+        assert_eq!(auth.check(&with_bad_token, "/"), Err(Refused::Invalid));
         assert!(ControlAuth::default().with_api_key_sha256("abc").is_err());
         assert!(!ControlAuth::default().is_configured());
         let open = ControlAuth::default().allow_anonymous();

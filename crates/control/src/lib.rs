@@ -51,12 +51,13 @@ pub struct ControlApi {
     token_key: Option<jsonwebtoken::EncodingKey>,
 }
 
-/// A failed request: status, error code and message, sent as `{"code", "message"}`.
+/// A failed request: status, error code and message, sent as `{"code", "message"}`, and for a 405 the
+/// methods allowed.
 #[derive(Debug)]
-struct Failure(StatusCode, &'static str, String);
+struct Failure(StatusCode, &'static str, String, Vec<http::Method>);
 
 fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
-    Failure(status, code, message.into())
+    Failure(status, code, message.into(), Vec::new())
 }
 
 impl From<BackplaneError> for Failure {
@@ -227,14 +228,21 @@ impl ControlApi {
         let result = self.dispatch(&parts, body).await;
         match result {
             Ok(response) => response,
-            Err(Failure(status, code, message)) => {
+            Err(Failure(status, code, message, allowed)) => {
                 if status.is_server_error() {
                     tracing::warn!(code, %message, path = parts.uri.path(), "control API request failed");
                 }
-                json(
+                let mut response = json(
                     status,
                     &serde_json::json!({ "code": code, "message": message }),
-                )
+                );
+                let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+                if let Ok(value) = http::HeaderValue::from_str(&allow.join(", "))
+                    && !allow.is_empty()
+                {
+                    response.headers_mut().insert(http::header::ALLOW, value);
+                }
+                response
             }
         }
     }
@@ -247,10 +255,11 @@ impl ControlApi {
         let path = parts.uri.path();
         let route = routes::parse(&parts.method, path).map_err(|error| match error {
             RouteError::NotFound => fail(StatusCode::NOT_FOUND, "NotFound", "No such endpoint."),
-            RouteError::MethodNotAllowed => fail(
+            RouteError::MethodNotAllowed(allowed) => Failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
                 format!("{} is not allowed here.", parts.method),
+                allowed,
             ),
             RouteError::Invalid(code, message) => fail(StatusCode::BAD_REQUEST, code, message),
         })?;

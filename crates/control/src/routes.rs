@@ -79,8 +79,8 @@ const MAX_NAME: usize = 1024;
 pub(crate) enum RouteError {
     /// No such path.
     NotFound,
-    /// The path exists, not with this method.
-    MethodNotAllowed,
+    /// The path exists, not with this method; these are allowed.
+    MethodNotAllowed(Vec<Method>),
     /// A name in the path is invalid: (error code, message).
     Invalid(&'static str, String),
 }
@@ -149,11 +149,12 @@ fn connection(segment: &str) -> Result<ConnectionId, RouteError> {
 
 /// Picks the route for `method` among the `(method, route)` choices of one path.
 fn pick(method: &Method, choices: Vec<(Method, Route)>) -> Result<Route, RouteError> {
+    let allowed = choices.iter().map(|(m, _)| m.clone()).collect();
     choices
         .into_iter()
         .find(|(m, _)| m == method)
         .map(|(_, route)| route)
-        .ok_or(RouteError::MethodNotAllowed)
+        .ok_or(RouteError::MethodNotAllowed(allowed))
 }
 
 /// Reads a request's method and path (the raw, still percent-encoded path).
@@ -281,7 +282,7 @@ mod tests {
                 let parsed = parse(method, &sample(template));
                 assert_eq!(parsed.is_ok(), listed, "{method} {template}");
                 if !listed {
-                    assert_eq!(parsed, Err(RouteError::MethodNotAllowed));
+                    assert!(matches!(parsed, Err(RouteError::MethodNotAllowed(_))));
                 }
             }
         }
@@ -308,7 +309,7 @@ mod tests {
         assert_eq!(parse(&Method::GET, "/api/v2/x"), Err(RouteError::NotFound));
         assert_eq!(
             parse(&Method::GET, "/api/v1/hubs/chat/"),
-            Err(RouteError::MethodNotAllowed)
+            Err(RouteError::MethodNotAllowed(vec![Method::POST]))
         );
     }
 }
