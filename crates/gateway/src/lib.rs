@@ -17,6 +17,7 @@ mod connection;
 pub mod endpoint;
 pub mod http;
 pub mod hub;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hubcast_gateway::HubOptions;
+use hubcast_gateway::upstream::UpstreamOptions;
 use serde::Deserialize;
 
 /// The annotated default file that `hubcast default-config` prints.
@@ -39,6 +40,7 @@ struct FileConfig {
     allowed_origins: Vec<String>,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
+    upstreams: Vec<UpstreamOptions>,
 }
 
 impl Default for FileConfig {
@@ -51,6 +53,7 @@ impl Default for FileConfig {
             allowed_origins: Vec::new(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -63,6 +66,8 @@ pub(crate) struct Config {
     pub(crate) node_id: Option<String>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) allowed_origins: Vec<String>,
+    /// Upstream hubs: methods and connection events go to an HTTP backend.
+    pub(crate) upstreams: Vec<UpstreamOptions>,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
 }
@@ -90,6 +95,7 @@ impl Config {
             node_id: Some(parsed.node_id).filter(|id| !id.is_empty()),
             shutdown_grace: parsed.shutdown_grace,
             allowed_origins: parsed.allowed_origins,
+            upstreams: parsed.upstreams,
             hub,
             hubs: parsed.hubs,
         };

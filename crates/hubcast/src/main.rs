@@ -17,6 +17,7 @@ use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat
 use hubcast_control::{ControlApi, ControlAuth};
 use hubcast_gateway::admin::{self, Readiness};
 use hubcast_gateway::auth::{JwtAuth, SessionCookies};
+use hubcast_gateway::upstream::upstream_hub;
 use hubcast_gateway::{GatewayBuilder, HubOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -163,6 +164,14 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         chat_hub(Chat::new(history(&args.history).await?)),
         chat_options,
     );
+    for upstream in &config.upstreams {
+        let path = upstream
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/hubs/{}", upstream.hub));
+        let options = config.hub_options(&upstream.hub)?;
+        builder = builder.hub(&path, upstream_hub(upstream.clone())?, options);
+    }
     let api = control_api(&chosen, &args.control, secret.as_deref())?;
     builder = builder.route("/api/", api.route_handler());
     builder = builder.fallback(web::page(args.web_root.clone()));

@@ -35,7 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use hubcast_backplane::BoxFuture;
-use hubcast_protocol::{NamingPolicy, Protocol};
+use hubcast_protocol::{NamingPolicy, Protocol, RawValue};
 
 pub use clients::{
     CallerClients, ClientProxy, ClientResultError, DEFAULT_CLIENT_RESULT_TIMEOUT, GroupError,
@@ -55,6 +55,15 @@ type Lifecycle<S> =
     Arc<dyn Fn(Context<S>) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
 type Disconnected<S> =
     Arc<dyn Fn(Context<S>, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
+type Fallback<S> = Arc<
+    dyn Fn(
+            Context<S>,
+            String,
+            Vec<RawValue>,
+        ) -> BoxFuture<'static, Result<serde_json::Value, HubError>>
+        + Send
+        + Sync,
+>;
 
 /// A hub: named methods over shared state `S`.
 pub struct Hub<S> {
@@ -67,6 +76,8 @@ pub struct Hub<S> {
     rates: HashMap<String, (f64, f64)>,
     on_connected: Option<Lifecycle<S>>,
     on_disconnected: Option<Disconnected<S>>,
+    /// Called for every method the hub does not declare.
+    fallback: Option<Fallback<S>>,
 }
 
 impl<S: Send + Sync + 'static> Hub<S> {
@@ -81,6 +92,7 @@ impl<S: Send + Sync + 'static> Hub<S> {
                 rates: HashMap::new(),
                 on_connected: None,
                 on_disconnected: None,
+                fallback: None,
             },
         }
     }
@@ -163,6 +175,20 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
         self
     }
 
+    /// Handles every method the hub does not declare: `handler` gets the target as the client called it
+    /// and the raw arguments, and its JSON value is the result (encoded in the caller's protocol).
+    /// Clients cannot stream to or from such methods.
+    pub fn fallback<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context<S>, String, Vec<RawValue>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<serde_json::Value, HubError>> + Send + 'static,
+    {
+        self.hub.fallback = Some(Arc::new(move |ctx, target, args| {
+            Box::pin(handler(ctx, target, args))
+        }));
+        self
+    }
+
     /// Finishes the declaration.
     pub fn build(self) -> Hub<S> {
         self.hub
@@ -200,6 +226,8 @@ pub(crate) struct BindRequest<'a, 'b> {
     pub(crate) shared: &'a Arc<HubShared>,
     /// The lower-cased method name.
     pub(crate) key: &'a str,
+    /// The method name as the client called it.
+    pub(crate) target: &'a str,
     pub(crate) binder: &'a mut Binder<'b>,
     pub(crate) protocol: Protocol,
     pub(crate) naming: NamingPolicy,
@@ -228,7 +256,10 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
     }
 
     fn is_streaming(&self, key: &str) -> Option<bool> {
-        self.methods.get(key).map(|m| m.is_streaming())
+        match self.methods.get(key) {
+            Some(method) => Some(method.is_streaming()),
+            None => self.fallback.as_ref().map(|_| false),
+        }
     }
 
     fn authorized(&self, key: &str, user: Option<&User>) -> bool {
@@ -245,9 +276,25 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
     }
 
     fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>> {
-        let method = self.methods.get(call.key)?;
         let context = self.context(call.caller, call.shared, Some(call.scope));
-        Some(method.bind(context, call.binder, call.protocol, call.naming))
+        if let Some(method) = self.methods.get(call.key) {
+            return Some(method.bind(context, call.binder, call.protocol, call.naming));
+        }
+        let fallback = self.fallback.as_ref()?;
+        let (_, streams) = call.binder.remaining();
+        if streams > 0 {
+            return Some(Err(BindingError::StreamCount {
+                provided: streams,
+                expected: 0,
+            }));
+        }
+        let (protocol, naming) = (call.protocol, call.naming);
+        let running = fallback(context, call.target.to_owned(), call.binder.take_all());
+        Some(Ok(Bound::Call(Box::pin(async move {
+            let value = running.await?;
+            RawValue::encode(protocol, &value, naming)
+                .map_err(|e| HubError::internal("SerializationException", e.to_string()))
+        }))))
     }
 
     fn on_connected(

@@ -40,6 +40,11 @@ impl<'a> Binder<'a> {
     }
 
     /// Arguments and stream ids not bound yet.
+    /// Every argument not bound yet.
+    pub(crate) fn take_all(&mut self) -> Vec<RawValue> {
+        self.args.by_ref().cloned().collect()
+    }
+
     pub(crate) fn remaining(&self) -> (usize, usize) {
         (self.args.len(), self.stream_ids.len())
     }

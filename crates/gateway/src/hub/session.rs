@@ -516,6 +516,7 @@ impl Session {
             caller: self.caller.clone(),
             shared,
             key: &key,
+            target: &target,
             binder: &mut binder,
             protocol: self.protocol,
             naming: options.json_naming_policy,
