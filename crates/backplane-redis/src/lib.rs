@@ -85,7 +85,13 @@ pub enum SetupError {
     /// The operating system's random source failed.
     #[error(transparent)]
     Random(#[from] hubcast_protocol::ids::RandomError),
+    /// Heartbeats come every third of the node TTL: it must leave room for them.
+    #[error("the node TTL must be at least 300ms (got {0:?})")]
+    NodeTtl(Duration),
 }
+
+/// The shortest node TTL accepted (heartbeats every 100 ms).
+const MIN_NODE_TTL: Duration = Duration::from_millis(300);
 
 /// The backplane's state, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +143,9 @@ impl RedisBackplane {
     /// Starts the backplane: the pub/sub link, the presence worker and the heartbeat. Waits up to 5 s
     /// for Redis, then starts anyway (serving local connections and queueing sends until it appears).
     pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
+        if config.node_ttl < MIN_NODE_TTL {
+            return Err(SetupError::NodeTtl(config.node_ttl));
+        }
         let topology = Topology::parse(&config.url)?;
         let commands = Commands::new(&topology)?;
         let random = hubcast_protocol::ids::random_id()?;

@@ -225,6 +225,12 @@ async fn standalone() {
     let redis = Redis::start(&[]);
     exercise(&redis.url()).await;
 
+    let too_short = RedisConfig {
+        node_ttl: Duration::from_millis(10),
+        ..RedisConfig::new(redis.url())
+    };
+    assert!(RedisBackplane::connect(too_short).await.is_err());
+
     // Hub names end up in channel and key names.
     let other = node(&redis.url(), "names").await;
     for bad in ["", "a:b", "a\nb"] {

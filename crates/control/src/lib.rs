@@ -191,7 +191,8 @@ fn existence(exists: bool, code: &'static str, what: String) -> Result<Response<
 fn page(path: &str, items: Vec<serde_json::Value>, (skip, top): (usize, usize)) -> Response<Body> {
     let total = items.len();
     let value: Vec<serde_json::Value> = items.into_iter().skip(skip).take(top).collect();
-    let next = (skip + top < total).then(|| format!("{path}?top={top}&skip={}", skip + top));
+    let next_skip = skip.saturating_add(top);
+    let next = (next_skip < total).then(|| format!("{path}?top={top}&skip={next_skip}"));
     json(
         StatusCode::OK,
         &serde_json::json!({ "value": value, "nextLink": next }),

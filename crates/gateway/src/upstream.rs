@@ -171,7 +171,7 @@ impl Upstream {
             }
             attempt += 1;
             tokio::time::sleep(pause).await;
-            pause *= 2;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 }
