@@ -227,6 +227,14 @@ impl ControlApi {
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let result = self.dispatch(&parts, body).await;
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(failure) => failure.0,
+        };
+        hubcast_gateway::metrics::metrics()
+            .control_requests
+            .with_label_values(&[status.as_str()])
+            .inc();
         match result {
             Ok(response) => response,
             Err(Failure(status, code, message, allowed)) => {

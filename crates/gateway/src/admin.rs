@@ -1,5 +1,5 @@
-//! The admin listener: `/live` (the process is up; never depends on Redis) and `/ready` (this node
-//! accepts new connections). Metrics join it later.
+//! The admin listener: `/live` (the process is up; never depends on Redis), `/ready` (this node
+//! accepts new connections) and `/metrics` (Prometheus text format, see `metrics`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -48,6 +48,11 @@ pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: Cancel
                         "/live" => text(StatusCode::OK, "OK"),
                         "/ready" if ready => text(StatusCode::OK, "OK"),
                         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
+                        "/metrics" => crate::http::bytes(
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            bytes::Bytes::from(crate::metrics::metrics().render()),
+                        ),
                         _ => text(StatusCode::NOT_FOUND, "Not Found"),
                     })
                 }

@@ -17,6 +17,7 @@ mod connection;
 pub mod endpoint;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod upstream;
 
 use std::collections::HashMap;

@@ -147,9 +147,20 @@ impl Upstream {
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(self.options.timeout, exchange)
+        let answer = tokio::time::timeout(self.options.timeout, exchange)
             .await
-            .map_err(|_| format!("upstream did not answer within {:?}", self.options.timeout))?
+            .map_err(|_| format!("upstream did not answer within {:?}", self.options.timeout))
+            .and_then(|answer| answer);
+        let outcome = match &answer {
+            Ok((status, _)) if status.is_success() => "ok",
+            Ok(_) => "refused",
+            Err(_) => "failed",
+        };
+        crate::metrics::metrics()
+            .upstream_requests
+            .with_label_values(&[hub.as_str(), category, outcome])
+            .inc();
+        answer
     }
 
     /// POSTs an event, retrying failures (network errors and 5xx) with a growing pause.
@@ -189,6 +200,12 @@ pub fn upstream_hub(options: UpstreamOptions) -> Result<Hub<Upstream>, UpstreamE
         return Err(fail("concurrency must be at least 1"));
     }
     let client = Client::builder(TokioExecutor::new()).build_http();
+    for category in ["messages", "connections"] {
+        let labels = [options.hub.as_str(), category, "ok"];
+        crate::metrics::metrics()
+            .upstream_requests
+            .with_label_values(&labels);
+    }
     let name = options.hub.clone();
     let upstream = Upstream {
         in_flight: Semaphore::new(options.concurrency),

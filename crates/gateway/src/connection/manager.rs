@@ -64,11 +64,13 @@ impl ConnectionManager {
             address,
         ));
         self.connections.insert(token, connection.clone());
+        crate::metrics::metrics().transport_connections.inc();
         Ok(Some(connection))
     }
 
     /// Stops counting a connection that left the table.
     fn forget(connection: &Connection) {
+        crate::metrics::metrics().transport_connections.dec();
         connection
             .endpoint
             .occupancy

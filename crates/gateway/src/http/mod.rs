@@ -247,7 +247,30 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// A low-cardinality name for metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::NoId => "no_id",
+            Refusal::UnknownId => "unknown_connection",
+            Refusal::NotSupported(_) => "transport_not_supported",
+            Refusal::SameTransportActive => "transport_active",
+            Refusal::TransportChange => "transport_change",
+            Refusal::PostOnWebSocket => "post_on_websocket",
+            Refusal::DeleteNotLongPolling => "delete_not_long_polling",
+            Refusal::BadUpgrade => "bad_upgrade",
+            Refusal::BadBody => "bad_body",
+            Refusal::Internal => "internal",
+        }
+    }
+
     pub(crate) fn response(self) -> Response<Body> {
+        crate::metrics::metrics()
+            .http_refusals
+            .with_label_values(&[self.label()])
+            .inc();
         let (status, body) = match self {
             // Empty body: the JS client then reports `Unauthorized: Status code '401'`.
             Refusal::Unauthorized => return empty(StatusCode::UNAUTHORIZED),

@@ -201,6 +201,8 @@ pub(crate) trait HubApp: Send + Sync + 'static {
     /// `None` for an unknown method, else whether it streams. Methods are looked up by their lower-cased
     /// name (`key`), computed once per invocation.
     fn is_streaming(&self, key: &str) -> Option<bool>;
+    /// Whether the hub declares the method (a fallback handles undeclared ones).
+    fn is_declared(&self, key: &str) -> bool;
     /// Whether `user` may call the method (its required roles).
     fn authorized(&self, key: &str, user: Option<&User>) -> bool;
     /// The method's own invocation rate, if it has one.
@@ -260,6 +262,10 @@ impl<S: Send + Sync + 'static> HubApp for Hub<S> {
             Some(method) => Some(method.is_streaming()),
             None => self.fallback.as_ref().map(|_| false),
         }
+    }
+
+    fn is_declared(&self, key: &str) -> bool {
+        self.methods.contains_key(key)
     }
 
     fn authorized(&self, key: &str, user: Option<&User>) -> bool {

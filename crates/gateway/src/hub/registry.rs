@@ -140,6 +140,7 @@ impl HubConnection {
             .offer_with(bytes, |queued| self.record(queued))
         {
             tracing::debug!(connection_id = %self.id, "outbound queue full: closing slow consumer");
+            crate::metrics::metrics().slow_consumer_closes.inc();
             self.connection.close_with(CloseReason::SlowConsumer);
         }
     }
@@ -327,11 +328,14 @@ impl Registry {
 impl Registry {
     /// Delivers `publish` to the local connections its target names, except the excluded ones.
     pub(crate) fn deliver(&self, publish: &Publish) {
+        let started = std::time::Instant::now();
         let excluded = &publish.excluded;
+        let mut delivered = 0;
         self.for_each(&publish.target, |connection| {
             if excluded.contains(&connection.id) {
                 return;
             }
+            delivered += 1;
             match publish.message.get(connection.protocol) {
                 Ok(bytes) => connection.push(bytes.clone()),
                 Err(error) => {
@@ -339,6 +343,14 @@ impl Registry {
                 }
             }
         });
+        let metrics = crate::metrics::metrics();
+        metrics
+            .messages_out
+            .with_label_values(&[&*publish.hub])
+            .inc_by(delivered);
+        metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Closes the local connections `target` names (`allowReconnect: false`); returns how many.

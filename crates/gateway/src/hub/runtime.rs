@@ -270,6 +270,7 @@ impl HubRuntime {
             limiter,
             result_ids: std::sync::atomic::AtomicU64::new(0),
         });
+        crate::metrics::metrics().hub_started(app.name());
         let local = Arc::new(LocalNode(Arc::downgrade(&shared)));
         backplane.attach(app.name(), local).await?;
         Ok(Arc::new(Self { app, shared }))

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hubcast_backplane::{Interest, PresenceChange};
+
+use crate::metrics::metrics;
 use hubcast_protocol::handshake::{self, HandshakeError, HandshakeRequest};
 use hubcast_protocol::{
     Arguments, HubMessage, Invocation, MessageReader, Outcome, Protocol, RawValue, Transport,
@@ -112,14 +114,14 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
             return;
         }
         Ok(Err(HandshakeEnd::Refused(error))) => {
-            return refuse(&connection, &error, options.enable_detailed_errors);
+            return refuse(&hub, &connection, &error, options.enable_detailed_errors);
         }
-        Err(_elapsed) => return refuse(&connection, &HandshakeError::Canceled, false),
+        Err(_elapsed) => return refuse(&hub, &connection, &HandshakeError::Canceled, false),
     };
     let protocol = match request.select(&options.supported_protocols, transport_formats(transport))
     {
         Ok(protocol) => protocol,
-        Err(error) => return refuse(&connection, &error, options.enable_detailed_errors),
+        Err(error) => return refuse(&hub, &connection, &error, options.enable_detailed_errors),
     };
     connection.set_binary(protocol == Protocol::MessagePack);
     if connection
@@ -213,7 +215,11 @@ async fn read_handshake(
 }
 
 /// Sends a handshake error reply and ends the connection.
-fn refuse(connection: &Connection, error: &HandshakeError, detailed: bool) {
+fn refuse(hub: &HubRuntime, connection: &Connection, error: &HandshakeError, detailed: bool) {
+    metrics()
+        .handshake_failures
+        .with_label_values(&[&*hub.shared.name])
+        .inc();
     tracing::debug!(connection_id = %connection.id, %error, "handshake refused");
     let text = if detailed {
         error.detailed()
@@ -241,6 +247,12 @@ impl Session {
         shared
             .presence(PresenceChange::Connected(self.hub_connection.member()))
             .await;
+        let transport = self.caller.transport.name();
+        metrics()
+            .connects
+            .with_label_values(&[&*shared.name, transport])
+            .inc();
+        self.connection_gauge().inc();
         let connected = error::catch_panic(
             self.hub.app.on_connected(self.caller.clone(), shared),
             "on_connected",
@@ -386,8 +398,33 @@ impl Session {
             .unwrap_or(CloseReason::ServerShutdown)
     }
 
+    /// The gauge of open connections of this hub, transport and protocol.
+    fn connection_gauge(&self) -> prometheus::IntGauge {
+        let labels = [
+            &*self.hub.shared.name,
+            self.caller.transport.name(),
+            self.protocol.name(),
+        ];
+        metrics().connections.with_label_values(&labels)
+    }
+
     /// Handles one message; `Some` ends the connection.
     async fn dispatch(&self, message: HubMessage, client_pinged: &mut bool) -> Option<CloseReason> {
+        let kind = match &message {
+            HubMessage::Invocation(_) => "invocation",
+            HubMessage::StreamInvocation(_) => "stream_invocation",
+            HubMessage::StreamItem(_) => "stream_item",
+            HubMessage::Completion(_) => "completion",
+            HubMessage::CancelInvocation(_) => "cancel_invocation",
+            HubMessage::Ping => "ping",
+            HubMessage::Close(_) => "close",
+            HubMessage::Ack(_) => "ack",
+            HubMessage::Sequence(_) => "sequence",
+        };
+        metrics()
+            .messages_in
+            .with_label_values(&[&*self.hub.shared.name, kind])
+            .inc();
         if message.is_sequenced() && !self.first_time() {
             return None;
         }
@@ -464,8 +501,21 @@ impl Session {
             }
         };
         let key = target.to_lowercase();
+        let hub_name = self.hub.shared.name.clone();
+        let method: Arc<str> = if self.hub.app.is_declared(&key) {
+            Arc::from(key.as_str())
+        } else {
+            Arc::from("(undeclared)")
+        };
+        let count = |outcome: &str| {
+            metrics()
+                .invocations
+                .with_label_values(&[&*hub_name, &*method, outcome])
+                .inc();
+        };
         match self.hub.app.is_streaming(&key) {
             None => {
+                count("unknown_method");
                 fail(error::unknown_method(&target));
                 return None;
             }
@@ -480,16 +530,29 @@ impl Session {
             Some(_) => {}
         }
         if !self.hub.app.authorized(&key, self.caller.user.as_ref()) {
+            count("unauthorized");
             fail(error::unauthorized(&target));
             return None;
         }
         match self.admit(&key).await {
             Admission::Admitted => {}
             Admission::Refused => {
+                count("rate_limited");
+                metrics()
+                    .rate_limited
+                    .with_label_values(&[&*hub_name])
+                    .inc();
                 fail(error::rate_limited(&target));
                 return None;
             }
-            Admission::Abusive => return Some(CloseReason::RateLimited),
+            Admission::Abusive => {
+                count("rate_limited");
+                metrics()
+                    .rate_limited
+                    .with_label_values(&[&*hub_name])
+                    .inc();
+                return Some(CloseReason::RateLimited);
+            }
         }
         if let Some(id) = invocation_id.as_deref().filter(|_| streaming_call)
             && self.streams.in_use(id)
@@ -528,6 +591,7 @@ impl Session {
                 return None;
             }
             Some(Err(binding)) => {
+                count("binding_failed");
                 fail(error::binding_failed(&target, &binding, detailed));
                 return None;
             }
@@ -538,6 +602,7 @@ impl Session {
             // Streams take no invocation slot.
             Bound::Stream(stream) => {
                 // A StreamInvocation always has an id (the codec requires it).
+                count("stream");
                 let id = invocation_id?;
                 let items = match streams::start(stream, &target, detailed).await {
                     Ok(items) => items,
@@ -565,9 +630,20 @@ impl Session {
                     scope.hold(slot);
                 }
                 let sink = self.sink();
+                let started = std::time::Instant::now();
                 tokio::spawn(async move {
                     let result = error::catch_panic(call, "the hub method").await;
                     scope.release();
+                    let metrics = metrics();
+                    metrics
+                        .invocation_seconds
+                        .with_label_values(&[&*hub_name])
+                        .observe(started.elapsed().as_secs_f64());
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    metrics
+                        .invocations
+                        .with_label_values(&[&*hub_name, &*method, outcome])
+                        .inc();
                     let Some(id) = invocation_id else { return };
                     let outcome = match result {
                         Ok(value) => Outcome::Result(value),
@@ -679,6 +755,11 @@ impl Session {
         };
         let _ = error::catch_panic(run, "on_disconnected").await;
         let removed = shared.registry.remove(&self.connection.id);
+        self.connection_gauge().dec();
+        metrics()
+            .disconnects
+            .with_label_values(&[&*shared.name, reason.label()])
+            .inc();
         shared
             .presence(PresenceChange::Disconnected(self.hub_connection.member()))
             .await;
