@@ -1,6 +1,7 @@
 'use strict';
 // Scrapes a live node's /metrics (Redis backplane, an upstream hub configured) after some traffic and
-// checks that every metric docs/operations/metrics.md lists is there.
+// checks that every metric docs/operations/metrics.md lists is there, and every metric the Grafana
+// dashboard and the Prometheus alerts use.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -34,6 +35,17 @@ function documented() {
   return [...doc.matchAll(/^\| `(hubcast_[a-z_]+)` \|/gm)].map((m) => m[1]);
 }
 
+const REPO = path.join(__dirname, '..', '..');
+
+/** The metric names a PromQL-bearing file uses (histogram series map to their metric). */
+function usedIn(file) {
+  const text = fs.readFileSync(path.join(REPO, file), 'utf8');
+  const names = [...text.matchAll(/\b((?:hubcast|process)_[a-z_]+)\b/g)].map((m) => m[1]);
+  return [...new Set(names.map((n) => n.replace(/_(bucket|sum|count)$/, '')))];
+}
+
+let scrape;
+
 test('every documented metric is exported', async () => {
   const connection = new signalR.HubConnectionBuilder()
     .withUrl(`${server.url}/cluster`)
@@ -51,6 +63,7 @@ test('every documented metric is exported', async () => {
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type'), /^text\/plain/);
   const text = await response.text();
+  scrape = text;
   const names = documented();
   assert.ok(names.length >= 20, `documented: ${names}`);
   const missing = names.filter((name) => !new RegExp(`^# TYPE ${name} `, 'm').test(text));
@@ -66,5 +79,23 @@ test('every documented metric is exported', async () => {
     /^process_resident_memory_bytes /m,
   ]) {
     assert.match(text, expected);
+  }
+});
+
+test('the Grafana dashboard and the alerts only use exported metrics', () => {
+  assert.ok(scrape, 'the scrape of the first test');
+  const dashboard = JSON.parse(fs.readFileSync(path.join(REPO, 'deploy', 'grafana', 'hubcast.json'), 'utf8'));
+  const exprs = dashboard.panels.flatMap((p) => (p.targets || []).map((t) => t.expr));
+  assert.ok(exprs.length >= 15, 'the dashboard has its panels');
+  for (const file of ['deploy/grafana/hubcast.json', 'deploy/prometheus/alerts.yaml']) {
+    const names = usedIn(file);
+    assert.ok(names.length >= 5, `${file}: ${names}`);
+    const missing = names.filter((name) => !new RegExp(`^# TYPE ${name} `, 'm').test(scrape));
+    assert.deepEqual(missing, [], file);
+  }
+  const alerts = fs.readFileSync(path.join(REPO, 'deploy', 'prometheus', 'alerts.yaml'), 'utf8');
+  for (const alert of ['HubcastBackplaneDown', 'HubcastSlowConsumerSpike', 'HubcastUnknownConnectionSpike',
+    'HubcastReconnectStorm', 'HubcastFileDescriptorsNearLimit']) {
+    assert.match(alerts, new RegExp(`alert: ${alert}\\n`));
   }
 });
