@@ -223,6 +223,7 @@ impl GatewayBuilder {
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,
+            drain_window: std::time::Duration::ZERO,
         })
     }
 }
@@ -241,12 +242,20 @@ fn normalize(path: &str) -> String {
 pub struct Gateway {
     inner: Arc<GatewayInner>,
     hubs: HashMap<String, Arc<HubRuntime>>,
+    drain_window: std::time::Duration,
 }
 
 impl Gateway {
     /// A handle for sending on the hub named `name` from outside hub methods.
     pub fn hub_context(&self, name: &str) -> Option<HubContext> {
         self.hubs.get(name).map(|runtime| runtime.context())
+    }
+
+    /// On shutdown, closes connections spread over `window` (within the grace period) instead of all at
+    /// once, so clients reconnect to other nodes gradually.
+    pub fn with_drain_window(mut self, window: std::time::Duration) -> Self {
+        self.drain_window = window;
+        self
     }
 
     /// Transport-level connections currently open on this node.
@@ -265,6 +274,14 @@ impl Gateway {
         self.inner.manager.spawn_heartbeat(shutdown.clone());
         http::serve(self.inner.clone(), listener, shutdown).await;
         let deadline = tokio::time::Instant::now() + grace;
+        let window = self.drain_window.min(grace);
+        if !window.is_zero() {
+            tracing::info!(connections = self.inner.manager.len(), ?window, "draining");
+            self.inner
+                .manager
+                .close_spread(&CloseReason::ServerShutdown, window)
+                .await;
+        }
         loop {
             // Repeated: a long poll that collected its Close and left is forgotten on the next round.
             self.inner.manager.close_all(&CloseReason::ServerShutdown);

@@ -56,6 +56,9 @@ pub(crate) struct ServeArgs {
     pub(crate) backplane: BackplaneArgs,
     #[command(flatten)]
     pub(crate) control: ControlAccess,
+    /// On SIGTERM, close connections spread over this window [default: `drain_window` in the file, 0s].
+    #[arg(long, env = "HUBCAST_DRAIN_WINDOW")]
+    pub(crate) drain_window: Option<humantime::Duration>,
     /// Where the chat keeps its history: `sqlite:PATH`, `postgres://…` (needed for several nodes) or
     /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]

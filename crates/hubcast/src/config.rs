@@ -37,6 +37,8 @@ struct FileConfig {
     node_id: String,
     #[serde(with = "humantime_serde")]
     shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    drain_window: Duration,
     allowed_origins: Vec<String>,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
@@ -50,6 +52,7 @@ impl Default for FileConfig {
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             node_id: String::new(),
             shutdown_grace: Duration::from_secs(10),
+            drain_window: Duration::ZERO,
             allowed_origins: Vec::new(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
@@ -65,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) admin_listen: SocketAddr,
     pub(crate) node_id: Option<String>,
     pub(crate) shutdown_grace: Duration,
+    /// On shutdown, connections are closed spread over this window (within the grace period).
+    pub(crate) drain_window: Duration,
     pub(crate) allowed_origins: Vec<String>,
     /// Upstream hubs: methods and connection events go to an HTTP backend.
     pub(crate) upstreams: Vec<UpstreamOptions>,
@@ -94,6 +99,7 @@ impl Config {
             admin_listen: parsed.admin_listen,
             node_id: Some(parsed.node_id).filter(|id| !id.is_empty()),
             shutdown_grace: parsed.shutdown_grace,
+            drain_window: parsed.drain_window,
             allowed_origins: parsed.allowed_origins,
             upstreams: parsed.upstreams,
             hub,

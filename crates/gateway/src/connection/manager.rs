@@ -107,6 +107,24 @@ impl ConnectionManager {
         });
     }
 
+    /// Closes every connection with `reason`, spread evenly over `window` (a drain: clients reconnect
+    /// elsewhere a few at a time instead of all at once).
+    pub(crate) async fn close_spread(&self, reason: &crate::close::CloseReason, window: Duration) {
+        const TICK: Duration = Duration::from_millis(10);
+        let connections: Vec<Arc<Connection>> =
+            self.connections.iter().map(|c| c.value().clone()).collect();
+        let ticks = usize::try_from(window.as_millis() / TICK.as_millis())
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let per_tick = connections.len().div_ceil(ticks).max(1);
+        for chunk in connections.chunks(per_tick) {
+            for connection in chunk {
+                connection.close_with(reason.clone());
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
     /// Aborts and removes connections idle past their endpoint's disconnect timeout.
     pub(crate) fn sweep(&self, now: Instant) {
         let expired: Vec<Arc<Connection>> = self
