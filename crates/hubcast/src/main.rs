@@ -219,10 +219,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
     });
     gateway
-        .with_drain_window(
-            args.drain_window
-                .map_or(config.drain_window, Into::into),
-        )
+        .with_drain_window(args.drain_window.map_or(config.drain_window, Into::into))
         .serve(listener, shutdown, config.shutdown_grace)
         .await;
     if let Some(redis) = &chosen.redis
