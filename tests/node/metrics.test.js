@@ -20,7 +20,8 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubcast-metrics-'));
   const config = path.join(dir, 'hubcast.toml');
   fs.writeFileSync(config, `[[upstreams]]\nhub = "Orders"\nurl = "http://127.0.0.1:${await freePort()}/{event}"\n`);
-  server = await startServer({ env: { HUBCAST_BACKPLANE: redis.url, HUBCAST_CONFIG: config, HUBCAST_CONTROL_ANONYMOUS: 'true' } });
+  // A short node TTL: heartbeats (which also read presence sizes) every 300 ms.
+  server = await startServer({ env: { HUBCAST_BACKPLANE: redis.url, HUBCAST_CONFIG: config, HUBCAST_CONTROL_ANONYMOUS: 'true', HUBCAST_NODE_TTL: '900ms' } });
 });
 
 after(async () => {
@@ -54,6 +55,8 @@ test('every documented metric is exported', async () => {
   await withTimeout(connection.start(), 10000, 'start()');
   await connection.invoke('Broadcast', 'hi');
   await assert.rejects(connection.invoke('NoSuchMethod'));
+  // Presence sizes are read at each heartbeat.
+  await new Promise((resolve) => setTimeout(resolve, 700));
   await connection.stop();
   assert.equal((await fetch(`${server.url}/cluster?id=nosuchconnection`)).status, 404);
   assert.equal((await fetch(`${server.url}/api/v1/hubs/Cluster/users/nobody`)).status, 404);

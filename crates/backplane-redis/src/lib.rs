@@ -110,6 +110,8 @@ pub struct Status {
     pub dropped: u64,
     /// Received payloads that could not be read.
     pub malformed: u64,
+    /// How long the oldest send of the last batch published waited in the outbox.
+    pub publish_lag: Duration,
 }
 
 /// An answer to a command this node sent to another node.
@@ -197,6 +199,7 @@ impl RedisBackplane {
             queued: self.inner.link.queued() as u64,
             dropped: counters.dropped.load(Ordering::Relaxed),
             malformed: counters.malformed.load(Ordering::Relaxed),
+            publish_lag: Duration::from_micros(counters.lag_micros.load(Ordering::Relaxed)),
         }
     }
 
@@ -217,6 +220,11 @@ impl RedisBackplane {
             .arg(burst);
         let (admitted,): (i64,) = self.inner.commands.query(&pipeline).await?;
         Ok(admitted == 1)
+    }
+
+    /// Online users per hub as of the last heartbeat (read at each one, for metrics).
+    pub fn presence_sizes(&self) -> Vec<(String, u64)> {
+        self.inner.presence.sizes()
     }
 
     /// Removes this node's presence (call on shutdown, after its connections closed).

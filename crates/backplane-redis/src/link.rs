@@ -14,7 +14,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hubcast_backplane::BackplaneError;
@@ -71,7 +71,7 @@ impl Conn {
     async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Outgoing> {
         fn pipeline(items: &[Outgoing]) -> redis::Pipeline {
             let mut pipeline = redis::pipe();
-            for (channel, payload) in items {
+            for (channel, payload, _) in items {
                 pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
             }
             pipeline
@@ -102,7 +102,7 @@ impl Conn {
                     let mut conn = conn.clone();
                     async move {
                         let mut pipeline = redis::pipe();
-                        for (channel, payload) in &group {
+                        for (channel, payload, _) in &group {
                             pipeline.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
                         }
                         let result: RedisResult<()> = pipeline.query_async(&mut conn).await;
@@ -147,6 +147,8 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    /// How long the oldest send of the last published batch waited, in microseconds.
+    pub(crate) lag_micros: AtomicU64,
 }
 
 /// The current connection and the signal that it broke.
@@ -155,8 +157,8 @@ struct Live {
     broken: Arc<Notify>,
 }
 
-/// A queued send: channel and payload.
-type Outgoing = (String, Vec<u8>);
+/// A queued send: channel, payload, and when it was queued.
+type Outgoing = (String, Vec<u8>, Instant);
 
 /// At most this many sends are written in one go.
 const FLUSH_BATCH: usize = 512;
@@ -225,7 +227,7 @@ impl Link {
                 queue.pop_front();
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            queue.push_back((channel, payload));
+            queue.push_back((channel, payload, Instant::now()));
         }
         self.queued.notify_one();
     }
@@ -436,7 +438,12 @@ impl Link {
                 }
             }
             let count = batch.len();
+            let oldest = batch.first().map(|(_, _, queued)| *queued);
             let failed = conn.publish_batch(batch).await;
+            if let Some(oldest) = oldest.filter(|_| failed.is_empty()) {
+                let lag = u64::try_from(oldest.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.counters.lag_micros.store(lag, Ordering::Relaxed);
+            }
             let published = (count - failed.len()) as u64;
             self.counters
                 .published

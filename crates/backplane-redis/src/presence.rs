@@ -132,6 +132,9 @@ pub(crate) struct Presence {
     commands: Commands,
     ops: mpsc::UnboundedSender<Op>,
     ttl: Duration,
+    hubs: Hubs,
+    /// Online users per hub, read at each heartbeat.
+    sizes: std::sync::Mutex<Vec<(String, u64)>>,
 }
 
 /// At most this many changes go in one pipeline.
@@ -158,6 +161,8 @@ impl Presence {
             commands: commands.clone(),
             ops,
             ttl,
+            hubs: hubs.clone(),
+            sizes: std::sync::Mutex::new(Vec::new()),
         });
         let worker = Worker {
             keys,
@@ -255,6 +260,33 @@ impl Presence {
             .collect())
     }
 
+    /// Online users per hub as of the last heartbeat.
+    pub(crate) fn sizes(&self) -> Vec<(String, u64)> {
+        self.sizes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the number of online users of every attached hub.
+    async fn measure(&self) -> Result<(), BackplaneError> {
+        let hubs: Vec<String> = self
+            .hubs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .map(|hub| hub.to_string())
+            .collect();
+        if hubs.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        for hub in &hubs {
+            pipeline.hlen(format!("{}:online:{hub}", self.keys.tagged));
+        }
+        let counts: Vec<u64> = self.commands.query(&pipeline).await?;
+        *self.sizes.lock().unwrap_or_else(|p| p.into_inner()) =
+            hubs.into_iter().zip(counts).collect();
+        Ok(())
+    }
+
     /// Beats once: refreshes this node's expiry and sweeps expired nodes. Returns whether this node's
     /// entries were missing (so it must republish them).
     async fn beat(&self) -> Result<bool, BackplaneError> {
@@ -293,7 +325,11 @@ async fn heartbeat(presence: std::sync::Weak<Presence>) {
         };
         match presence.beat().await {
             Ok(true) => presence.resync(),
-            Ok(false) => {}
+            Ok(false) => {
+                if let Err(error) = presence.measure().await {
+                    tracing::debug!(%error, "presence sizes could not be read");
+                }
+            }
             Err(error) => {
                 tracing::debug!(%error, "presence heartbeat failed");
                 presence.resync();

@@ -158,6 +158,16 @@ impl ConnectionHandler for EchoHandler {
 /// outbound queue so the transport can end. The transport removes the connection from the manager once
 /// it has written what was queued.
 pub(crate) async fn run_application(connection: Arc<Connection>, inbound: Inbound) {
+    // One span per connection: every event of its application carries the connection id and path.
+    let span = tracing::info_span!(
+        "connection",
+        connection_id = %connection.id,
+        path = %connection.endpoint.path,
+    );
+    tracing::Instrument::instrument(serve_application(connection, inbound), span).await;
+}
+
+async fn serve_application(connection: Arc<Connection>, inbound: Inbound) {
     match &connection.endpoint.app {
         App::Hub(hub) => hub.clone().run_session(connection.clone(), inbound).await,
         App::Raw(handler) => {

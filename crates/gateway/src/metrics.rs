@@ -37,12 +37,19 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// HTTP requests refused, by reason (`unauthorized`, `unknown_connection`, …).
     pub http_refusals: IntCounterVec,
+    /// Credentials refused on hub requests: `invalid_token` (presented, not valid: bad signature,
+    /// expired, wrong issuer or audience) and `missing_credentials` (a hub that requires them).
+    pub auth_failures: IntCounterVec,
     /// Control-API requests by status code.
     pub control_requests: IntCounterVec,
     /// Upstream requests by category and outcome.
     pub upstream_requests: IntCounterVec,
     /// Transport connections (negotiated, not yet closed).
     pub transport_connections: IntGauge,
+    /// Hub-protocol bytes received from clients.
+    pub bytes_in: IntCounter,
+    /// Hub-protocol bytes handed to the transports for clients (framing of the transport aside).
+    pub bytes_out: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -89,6 +96,18 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         let _ = r.register(Box::new(transport_connections.clone()));
+        let bytes_in = IntCounter::new(
+            "hubcast_transport_received_bytes_total",
+            "Hub-protocol bytes received from clients",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let _ = r.register(Box::new(bytes_in.clone()));
+        let bytes_out = IntCounter::new(
+            "hubcast_transport_sent_bytes_total",
+            "Hub-protocol bytes handed to the transports for clients",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let _ = r.register(Box::new(bytes_out.clone()));
         let slow_consumer_closes = IntCounter::new(
             "hubcast_hub_slow_consumer_closes_total",
             "Connections closed because their outbound queue was full",
@@ -147,6 +166,12 @@ impl Metrics {
                 "HTTP requests refused, by reason",
                 &["reason"],
             ),
+            auth_failures: counter(
+                r,
+                "hubcast_auth_failures_total",
+                "Credentials refused on hub requests, by reason",
+                &["reason"],
+            ),
             control_requests: counter(
                 r,
                 "hubcast_control_requests_total",
@@ -164,6 +189,8 @@ impl Metrics {
             invocation_seconds,
             fanout_seconds,
             transport_connections,
+            bytes_in,
+            bytes_out,
             registry,
         }
     }
@@ -181,6 +208,9 @@ impl Metrics {
         self.handshake_failures.with_label_values(&[hub]);
         self.messages_out.with_label_values(&[hub]);
         self.rate_limited.with_label_values(&[hub]);
+        for reason in ["invalid_token", "missing_credentials"] {
+            self.auth_failures.with_label_values(&[reason]);
+        }
     }
 
     /// The text exposition of every metric.

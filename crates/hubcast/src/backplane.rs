@@ -9,7 +9,7 @@ use hubcast_backplane_redis::{RedisBackplane, RedisConfig, redact};
 use hubcast_gateway::hub::{LocalRateLimiter, RateLimiter};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts};
 
 use crate::cli::BackplaneArgs;
 
@@ -75,6 +75,8 @@ struct BackplaneMetrics {
     redis: RedisBackplane,
     connected: IntGauge,
     queued: IntGauge,
+    lag: Gauge,
+    online: IntGaugeVec,
     counters: [IntCounter; 5],
 }
 
@@ -90,6 +92,17 @@ impl BackplaneMetrics {
             queued: IntGauge::new(
                 "hubcast_backplane_queued",
                 "Sends waiting for Redis (the outbox)",
+            )?,
+            lag: Gauge::new(
+                "hubcast_backplane_publish_lag_seconds",
+                "How long the oldest send of the last published batch waited in the outbox",
+            )?,
+            online: IntGaugeVec::new(
+                Opts::new(
+                    "hubcast_presence_online_users",
+                    "Online users per hub on every node (shared presence, read at each heartbeat)",
+                ),
+                &["hub"],
             )?,
             counters: [
                 counter(
@@ -121,6 +134,8 @@ impl Collector for BackplaneMetrics {
     fn desc(&self) -> Vec<&Desc> {
         let mut descs = self.connected.desc();
         descs.extend(self.queued.desc());
+        descs.extend(self.lag.desc());
+        descs.extend(self.online.desc());
         self.counters.iter().for_each(|c| descs.extend(c.desc()));
         descs
     }
@@ -130,6 +145,11 @@ impl Collector for BackplaneMetrics {
         self.connected.set(i64::from(status.connected));
         self.queued
             .set(i64::try_from(status.queued).unwrap_or(i64::MAX));
+        self.lag.set(status.publish_lag.as_secs_f64());
+        for (hub, users) in self.redis.presence_sizes() {
+            let users = i64::try_from(users).unwrap_or(i64::MAX);
+            self.online.with_label_values(&[hub.as_str()]).set(users);
+        }
         let values = [
             status.published,
             status.received,
@@ -143,6 +163,8 @@ impl Collector for BackplaneMetrics {
         }
         let mut families = self.connected.collect();
         families.extend(self.queued.collect());
+        families.extend(self.lag.collect());
+        families.extend(self.online.collect());
         self.counters
             .iter()
             .for_each(|c| families.extend(c.collect()));

@@ -181,7 +181,8 @@ impl Outbound {
     pub(crate) fn try_batch(&self) -> Option<Batch> {
         let mut state = self.lock();
         if !state.items.is_empty() {
-            state.bytes = 0;
+            let bytes = std::mem::take(&mut state.bytes);
+            crate::metrics::metrics().bytes_out.inc_by(bytes as u64);
             let items = std::mem::take(&mut state.items);
             drop(state);
             self.space.notify_waiters();

@@ -173,15 +173,29 @@ fn authenticate<B>(
 ) -> Result<Option<User>, Refusal> {
     // A bearer token (the configured keys, or a session token handed out at sign-in), else the
     // session cookie.
-    let bearer = crate::auth::bearer_token(request.headers(), request.uri()).and_then(|token| {
+    let token = crate::auth::bearer_token(request.headers(), request.uri());
+    let presented = token.is_some();
+    let bearer = token.and_then(|token| {
         let configured = inner
             .auth
             .as_ref()
             .and_then(|auth| auth.validate(&token).ok());
         configured.or_else(|| inner.sessions.as_ref()?.validate(&token))
     });
+    let failure = |reason: &str| {
+        crate::metrics::metrics()
+            .auth_failures
+            .with_label_values(&[reason])
+            .inc();
+    };
+    if presented && bearer.is_none() {
+        failure("invalid_token");
+    }
     let user = bearer.or_else(|| inner.sessions.as_ref()?.user(request.headers()));
     if endpoint.options.require_authentication && user.is_none() {
+        if !presented {
+            failure("missing_credentials");
+        }
         return Err(Refusal::Unauthorized);
     }
     Ok(user)

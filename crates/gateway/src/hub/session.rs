@@ -308,7 +308,10 @@ impl Session {
                 _ = tick(&mut acks), if resumable => self.send_ack(),
                 read = with_timeout(timeout, inbound.next(&self.connection)) => match read {
                     None => return CloseReason::ClientTimeout,
-                    Some(Ok((chunk, _))) => reader.push(&chunk),
+                    Some(Ok((chunk, _))) => {
+                        metrics().bytes_in.inc_by(chunk.len() as u64);
+                        reader.push(&chunk)
+                    }
                     Some(Err(InboundEnd::Failed(detail))) if resumable => {
                         tracing::debug!(connection_id = %self.connection.id, %detail, "socket lost; waiting for a stateful reconnect");
                         if !self.resume(reader, inbound).await {
