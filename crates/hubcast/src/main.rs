@@ -201,6 +201,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         readiness.clone(),
         shutdown.clone(),
     ));
+    let signal = shutdown_signal();
     readiness.set(true);
     tracing::info!(
         node_id = %node_id,
@@ -213,7 +214,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let signals = shutdown.clone();
     let ready = readiness.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         ready.set(false);
         signals.cancel();
         tracing::info!("shutting down");
@@ -283,6 +284,7 @@ fn control(args: ControlArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let signal = shutdown_signal();
         tracing::info!(
             "control API listening on {}",
             listener.local_addr().unwrap_or(args.listen)
@@ -290,7 +292,7 @@ fn control(args: ControlArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             signals.cancel();
         });
         gateway
@@ -353,24 +355,32 @@ fn default_node_id() -> String {
     format!("{host}-{}", suffix.get(..6).unwrap_or(""))
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when it is first
+/// polled: a signal that arrives right after the "listening on" line must not kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
