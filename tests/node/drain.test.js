@@ -72,8 +72,13 @@ test('a draining node hands its clients to another one without losing a chat mes
     await sleep(700);
     const admin = /admin=127\.0\.0\.1:(\d+)/.exec(draining.stderr())[1];
     const stopped = draining.stop({ graceMs: 15000 });
-    // Readiness goes false as soon as the drain starts.
-    const ready = await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status, () => 'gone');
+    // Readiness goes false as soon as the drain starts (the signal lands a moment after it is sent).
+    let ready;
+    for (let tries = 0; tries < 100; tries += 1) {
+      ready = await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status, () => 'gone');
+      if (ready !== 200) break;
+      await sleep(10);
+    }
     assert.ok(ready === 503 || ready === 'gone', `ready: ${ready}`);
     const exit = await stopped;
     assert.equal(exit.killed, false, 'the draining node exited within its grace');
