@@ -330,21 +330,19 @@ impl Inner {
                 group,
                 action,
             } => {
-                let inner = self.clone();
-                tokio::spawn(async move {
-                    let result = match inner.hub(&hub) {
-                        Some((_, local)) => {
-                            let command = GroupCommand {
-                                connection,
-                                group,
-                                action,
-                            };
-                            local.group_command(command).await
-                        }
-                        None => Err(RemoteError::UnknownConnection(connection)),
-                    };
-                    inner.answer(&origin, NodeMessage::Ack { id, result }).await;
-                });
+                let command = GroupCommand {
+                    connection,
+                    group,
+                    action,
+                };
+                let connection = command.connection.clone();
+                self.serve(
+                    &hub,
+                    origin,
+                    connection,
+                    |local| async move { local.group_command(command).await },
+                    move |result| NodeMessage::Ack { id, result },
+                );
             }
             NodeMessage::Invoke {
                 hub,
@@ -355,24 +353,20 @@ impl Inner {
                 message,
                 timeout_ms,
             } => {
-                let inner = self.clone();
-                tokio::spawn(async move {
-                    let result = match inner.hub(&hub) {
-                        Some((_, local)) => {
-                            let invocation = ClientInvocation {
-                                connection,
-                                invocation_id,
-                                message,
-                                timeout: Duration::from_millis(timeout_ms),
-                            };
-                            local.invoke_client(invocation).await
-                        }
-                        None => Err(RemoteError::UnknownConnection(connection)),
-                    };
-                    inner
-                        .answer(&origin, NodeMessage::Result { id, result })
-                        .await;
-                });
+                let invocation = ClientInvocation {
+                    connection,
+                    invocation_id,
+                    message,
+                    timeout: Duration::from_millis(timeout_ms),
+                };
+                let connection = invocation.connection.clone();
+                self.serve(
+                    &hub,
+                    origin,
+                    connection,
+                    |local| async move { local.invoke_client(invocation).await },
+                    move |result| NodeMessage::Result { id, result },
+                );
             }
             NodeMessage::Close {
                 hub,
@@ -380,9 +374,7 @@ impl Inner {
                 target,
                 reason,
             } => {
-                if origin != self.tag
-                    && let Some((_, local)) = self.hub(&hub)
-                {
+                if let Some(local) = self.foreign(&hub, &origin) {
                     local.close(&target, &reason);
                 }
             }
@@ -393,9 +385,7 @@ impl Inner {
                 group,
                 action,
             } => {
-                if origin != self.tag
-                    && let Some((_, local)) = self.hub(&hub)
-                {
+                if let Some(local) = self.foreign(&hub, &origin) {
                     tokio::spawn(async move {
                         local.user_groups(&user, group.as_ref(), action).await;
                     });
@@ -404,6 +394,38 @@ impl Inner {
             NodeMessage::Ack { id, result } => self.complete(id, Reply::Ack(result)),
             NodeMessage::Result { id, result } => self.complete(id, Reply::Result(result)),
         }
+    }
+
+    /// Runs another node's command for `connection` on this node's `hub` and sends `origin` the answer
+    /// `reply` makes of its result (a hub this node does not hold: unknown connection).
+    fn serve<T, F, Fut>(
+        self: &Arc<Self>,
+        hub: &str,
+        origin: String,
+        connection: ConnectionId,
+        run: F,
+        reply: impl FnOnce(Result<T, RemoteError>) -> NodeMessage + Send + 'static,
+    ) where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn LocalHub>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, RemoteError>> + Send,
+    {
+        let local = self.hub(hub).map(|(_, local)| local);
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let result = match local {
+                Some(local) => run(local).await,
+                None => Err(RemoteError::UnknownConnection(connection)),
+            };
+            inner.answer(&origin, reply(result)).await;
+        });
+    }
+
+    /// This node's `hub`, for a command another node (`origin`) broadcast.
+    fn foreign(&self, hub: &str, origin: &str) -> Option<Arc<dyn LocalHub>> {
+        (origin != self.tag)
+            .then(|| self.hub(hub).map(|(_, local)| local))
+            .flatten()
     }
 
     fn complete(&self, id: u64, reply: Reply) {
@@ -498,36 +520,7 @@ impl Backplane for RedisBackplane {
                 local.deliver(&publish);
             }
             let hub = &*publish.hub;
-            let broadcast = |targets: Option<&Target>| {
-                wire::encode_broadcast(&publish.excluded, &publish.message, &inner.tag, targets)
-            };
             match &publish.target {
-                Target::All => {
-                    let payload = broadcast(None);
-                    inner.link.publish_queued(inner.channels.all(hub), payload);
-                }
-                Target::Groups(groups) => match groups.as_slice() {
-                    [] => {}
-                    [group] => {
-                        let channel = inner.channels.group(hub, group.as_str());
-                        inner.link.publish_queued(channel, broadcast(None));
-                    }
-                    _ => {
-                        let payload = broadcast(Some(&publish.target));
-                        inner.link.publish_queued(inner.channels.all(hub), payload);
-                    }
-                },
-                Target::Users(users) => match users.as_slice() {
-                    [] => {}
-                    [user] => {
-                        let channel = inner.channels.user(hub, user.as_str());
-                        inner.link.publish_queued(channel, broadcast(None));
-                    }
-                    _ => {
-                        let payload = broadcast(Some(&publish.target));
-                        inner.link.publish_queued(inner.channels.all(hub), payload);
-                    }
-                },
                 Target::Connections(connections) => {
                     let mut by_node: HashMap<&str, Vec<ConnectionId>> = HashMap::new();
                     for connection in connections {
@@ -546,6 +539,18 @@ impl Backplane for RedisBackplane {
                         inner
                             .link
                             .publish_queued(channel, wire::encode_node(&message));
+                    }
+                }
+                target => {
+                    if let Some((channel, named)) = inner.channels.broadcast(hub, target) {
+                        let targets = named.then_some(target);
+                        let payload = wire::encode_broadcast(
+                            &publish.excluded,
+                            &publish.message,
+                            &inner.tag,
+                            targets,
+                        );
+                        inner.link.publish_queued(channel, payload);
                     }
                 }
             }

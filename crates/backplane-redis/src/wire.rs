@@ -74,6 +74,27 @@ impl Channels {
         format!("{}:control", self.prefix)
     }
 
+    /// Where a send to `target` goes (connections aside: they go to their nodes), and whether its payload
+    /// must name the targets: one group or user has its own channel; all, and several groups or users at
+    /// once, go on the all channel. `None`: nobody to send to.
+    pub(crate) fn broadcast(&self, hub: &str, target: &Target) -> Option<(String, bool)> {
+        let one_or_many = |names: Vec<&str>, own: fn(&Self, &str, &str) -> String| match names[..] {
+            [] => None,
+            [name] => Some((own(self, hub, name), false)),
+            _ => Some((self.all(hub), true)),
+        };
+        match target {
+            Target::All => Some((self.all(hub), false)),
+            Target::Groups(groups) => {
+                one_or_many(groups.iter().map(GroupName::as_str).collect(), Self::group)
+            }
+            Target::Users(users) => {
+                one_or_many(users.iter().map(UserId::as_str).collect(), Self::user)
+            }
+            Target::Connections(_) => None,
+        }
+    }
+
     /// Reads a channel name (hub names hold no `:`).
     pub(crate) fn parse<'a>(&self, channel: &'a str) -> Option<Channel<'a>> {
         let rest = channel

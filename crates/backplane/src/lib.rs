@@ -250,14 +250,16 @@ pub trait Backplane: Send + Sync + 'static {
         interest: Interest,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
-    /// Applies a group command to a connection this node does not hold, on the node that holds it.
+    /// Applies a group command on the node that holds the connection (this one included); resolves
+    /// within the backplane's command timeout.
     fn group_command(
         &self,
         hub: &str,
         command: GroupCommand,
     ) -> BoxFuture<'_, Result<(), RemoteError>>;
 
-    /// Invokes a connection this node does not hold for a client result, on the node that holds it.
+    /// Invokes a connection for a client result on the node that holds it (this one included); resolves
+    /// within about the invocation's timeout (the holding node times out first).
     fn invoke_client(
         &self,
         hub: &str,

@@ -208,16 +208,15 @@ fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 }
 
 fn by_id(db: &rusqlite::Connection, id: i64) -> Result<Option<StoredMessage>, StoreError> {
-    let found = db.query_row(
-        "SELECT id, room, from_user, content, utc_micros FROM messages WHERE id = ?1",
-        [id],
-        row,
-    );
-    match found {
-        Ok(message) => Ok(Some(message)),
-        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-        Err(other) => Err(other.into()),
-    }
+    use rusqlite::OptionalExtension as _;
+    let found = db
+        .query_row(
+            "SELECT id, room, from_user, content, utc_micros FROM messages WHERE id = ?1",
+            [id],
+            row,
+        )
+        .optional()?;
+    Ok(found)
 }
 
 impl MessageStore for SqliteStore {
@@ -297,16 +296,15 @@ impl MessageStore for SqliteStore {
     fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
         let user = user.to_owned();
         self.run(move |db| {
-            let found = db.query_row(
-                "SELECT until_micros FROM mutes WHERE user = ?1",
-                [user],
-                |row| row.get::<_, i64>(0),
-            );
-            match found {
-                Ok(micros) => Ok(in_force(DateTime::from_timestamp_micros(micros))),
-                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-                Err(other) => Err(other.into()),
-            }
+            use rusqlite::OptionalExtension as _;
+            let micros: Option<i64> = db
+                .query_row(
+                    "SELECT until_micros FROM mutes WHERE user = ?1",
+                    [user],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(in_force(micros.and_then(DateTime::from_timestamp_micros)))
         })
     }
 }

@@ -15,7 +15,6 @@ mod auth;
 mod routes;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -483,8 +482,7 @@ impl ControlApi {
             group,
             action,
         };
-        let result = bounded(self.backplane.group_command(hub, command)).await;
-        result?;
+        self.backplane.group_command(hub, command).await?;
         Ok(empty(StatusCode::OK))
     }
 
@@ -537,18 +535,6 @@ impl ControlApi {
                 )
             })?;
         Ok(json(StatusCode::OK, &serde_json::json!({ "token": token })))
-    }
-}
-
-/// How long a group command may take before the request answers 504.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future<Output = Result<(), RemoteError>>>(
-    future: F,
-) -> Result<(), RemoteError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, future).await {
-        Ok(result) => result,
-        Err(_) => Err(RemoteError::Timeout),
     }
 }
 

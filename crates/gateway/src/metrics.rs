@@ -1,6 +1,6 @@
 //! Prometheus metrics of a node, served by the admin listener at `/metrics` (docs/operations/metrics.md
-//! lists them). One registry per process ([`metrics`]); counters are resolved per label set where they
-//! are used, so the hot path does an atomic add. Labels are low-cardinality: hub names, transports,
+//! lists them). One registry per process ([`metrics`]); a hub's per-message series are resolved once
+//! when it starts ([`HubMetrics`]), so the hot path does an atomic add. Labels are low-cardinality: hub names, transports,
 //! protocols, declared method names, close reasons, outcomes.
 
 use std::sync::LazyLock;
@@ -52,72 +52,86 @@ pub struct Metrics {
     pub bytes_out: IntCounter,
 }
 
+/// Registers a metric whose definition is static (so it cannot fail at run time) and returns it.
+fn registered<T>(registry: &Registry, metric: prometheus::Result<T>) -> T
+where
+    T: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.unwrap_or_else(|e| unreachable!("a static metric definition: {e}"));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = registry.register(Box::new(counter.clone()));
-    counter
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let connections = IntGaugeVec::new(
-            Opts::new("hubcast_hub_connections", "Open hub connections"),
-            &["hub", "transport", "protocol"],
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(connections.clone()));
-        let invocation_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "hubcast_hub_invocation_duration_seconds",
-                "How long hub method invocations ran",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
-            ]),
-            &["hub"],
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(invocation_seconds.clone()));
-        let fanout_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "hubcast_hub_fanout_duration_seconds",
-                "How long delivering one send to this node's recipients took",
-            )
-            .buckets(vec![0.00001, 0.0001, 0.001, 0.01, 0.1, 1.0]),
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(fanout_seconds.clone()));
-        let transport_connections = IntGauge::new(
-            "hubcast_transport_connections",
-            "Transport connections (negotiated, not yet closed)",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(transport_connections.clone()));
-        let bytes_in = IntCounter::new(
-            "hubcast_transport_received_bytes_total",
-            "Hub-protocol bytes received from clients",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(bytes_in.clone()));
-        let bytes_out = IntCounter::new(
-            "hubcast_transport_sent_bytes_total",
-            "Hub-protocol bytes handed to the transports for clients",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(bytes_out.clone()));
-        let slow_consumer_closes = IntCounter::new(
-            "hubcast_hub_slow_consumer_closes_total",
-            "Connections closed because their outbound queue was full",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let _ = r.register(Box::new(slow_consumer_closes.clone()));
         let _ = r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
+        let invocation_buckets = vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+        let fanout_buckets = vec![0.00001, 0.0001, 0.001, 0.01, 0.1, 1.0];
         Self {
+            connections: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("hubcast_hub_connections", "Open hub connections"),
+                    &["hub", "transport", "protocol"],
+                ),
+            ),
+            invocation_seconds: registered(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "hubcast_hub_invocation_duration_seconds",
+                        "How long hub method invocations ran",
+                    )
+                    .buckets(invocation_buckets),
+                    &["hub"],
+                ),
+            ),
+            fanout_seconds: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hubcast_hub_fanout_duration_seconds",
+                        "How long delivering one send to this node's recipients took",
+                    )
+                    .buckets(fanout_buckets),
+                ),
+            ),
+            transport_connections: registered(
+                r,
+                IntGauge::new(
+                    "hubcast_transport_connections",
+                    "Transport connections (negotiated, not yet closed)",
+                ),
+            ),
+            bytes_in: registered(
+                r,
+                IntCounter::new(
+                    "hubcast_transport_received_bytes_total",
+                    "Hub-protocol bytes received from clients",
+                ),
+            ),
+            bytes_out: registered(
+                r,
+                IntCounter::new(
+                    "hubcast_transport_sent_bytes_total",
+                    "Hub-protocol bytes handed to the transports for clients",
+                ),
+            ),
+            slow_consumer_closes: registered(
+                r,
+                IntCounter::new(
+                    "hubcast_hub_slow_consumer_closes_total",
+                    "Connections closed because their outbound queue was full",
+                ),
+            ),
             connects: counter(
                 r,
                 "hubcast_hub_connects_total",
@@ -184,13 +198,6 @@ impl Metrics {
                 "Upstream requests by category and outcome",
                 &["hub", "category", "outcome"],
             ),
-            connections,
-            slow_consumer_closes,
-            invocation_seconds,
-            fanout_seconds,
-            transport_connections,
-            bytes_in,
-            bytes_out,
             registry,
         }
     }
@@ -202,14 +209,18 @@ impl Metrics {
         }
     }
 
-    /// Creates the series of `hub` that would otherwise appear only after their first event, so
-    /// dashboards and alerts see them at 0.
-    pub fn hub_started(&self, hub: &str) {
-        self.handshake_failures.with_label_values(&[hub]);
-        self.messages_out.with_label_values(&[hub]);
-        self.rate_limited.with_label_values(&[hub]);
+    /// The series of `hub` resolved once, for its hot paths. Creating them also makes the series that
+    /// only count failures appear at 0, so dashboards and alerts see them before the first event.
+    pub(crate) fn hub(&self, hub: &str) -> HubMetrics {
         for reason in ["invalid_token", "missing_credentials"] {
             self.auth_failures.with_label_values(&[reason]);
+        }
+        HubMetrics {
+            messages_in: MESSAGE_TYPES.map(|kind| self.messages_in.with_label_values(&[hub, kind])),
+            messages_out: self.messages_out.with_label_values(&[hub]),
+            handshake_failures: self.handshake_failures.with_label_values(&[hub]),
+            rate_limited: self.rate_limited.with_label_values(&[hub]),
+            invocation_seconds: self.invocation_seconds.with_label_values(&[hub]),
         }
     }
 
@@ -222,6 +233,46 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The `type` label of `hubcast_hub_messages_in_total`, indexed by [`message_type`].
+const MESSAGE_TYPES: [&str; 9] = [
+    "invocation",
+    "stream_invocation",
+    "stream_item",
+    "completion",
+    "cancel_invocation",
+    "ping",
+    "close",
+    "ack",
+    "sequence",
+];
+
+/// The index of a received message's type in [`MESSAGE_TYPES`].
+pub(crate) fn message_type<A, V>(message: &hubcast_protocol::HubMessage<A, V>) -> usize {
+    use hubcast_protocol::HubMessage as M;
+    match message {
+        M::Invocation(_) => 0,
+        M::StreamInvocation(_) => 1,
+        M::StreamItem(_) => 2,
+        M::Completion(_) => 3,
+        M::CancelInvocation(_) => 4,
+        M::Ping => 5,
+        M::Close(_) => 6,
+        M::Ack(_) => 7,
+        M::Sequence(_) => 8,
+    }
+}
+
+/// One hub's series, resolved when the hub starts (an atomic add on the hot path, no label lookup).
+#[derive(Clone)]
+pub(crate) struct HubMetrics {
+    /// By [`message_type`].
+    pub(crate) messages_in: [IntCounter; 9],
+    pub(crate) messages_out: IntCounter,
+    pub(crate) handshake_failures: IntCounter,
+    pub(crate) rate_limited: IntCounter,
+    pub(crate) invocation_seconds: Histogram,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);

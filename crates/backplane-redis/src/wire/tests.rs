@@ -25,6 +25,38 @@ fn channel_names_round_trip() {
     assert_eq!(channels.parse("hc:chat:what:x"), None);
 }
 
+#[test]
+fn sends_go_to_their_own_channel_or_the_all_channel() {
+    let channels = Channels::new("hc");
+    let one = Target::Groups(vec!["g".into()]);
+    assert_eq!(
+        channels.broadcast("chat", &Target::All),
+        Some(("hc:chat:all".into(), false))
+    );
+    assert_eq!(
+        channels.broadcast("chat", &one),
+        Some(("hc:chat:group:g".into(), false))
+    );
+    let user = Target::Users(vec!["u".into()]);
+    assert_eq!(
+        channels.broadcast("chat", &user),
+        Some(("hc:chat:user:u".into(), false))
+    );
+    let several = Target::Users(vec!["u".into(), "v".into()]);
+    assert_eq!(
+        channels.broadcast("chat", &several),
+        Some(("hc:chat:all".into(), true))
+    );
+    assert_eq!(
+        channels.broadcast("chat", &Target::Groups(Vec::new())),
+        None
+    );
+    assert_eq!(
+        channels.broadcast("chat", &Target::Connections(Vec::new())),
+        None
+    );
+}
+
 /// The layout of protocol.md §5.2: `[excluded, {json: bin, messagepack: bin}, ...]`, bytes framed.
 #[test]
 fn broadcasts_start_like_dotnet_redis_invocations() {

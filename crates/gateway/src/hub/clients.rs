@@ -316,9 +316,6 @@ pub enum ClientResultError {
     Send(String),
 }
 
-/// How much longer than its own timeout a client result waits for another node's answer.
-const REMOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// How long [`ClientProxy::invoke`] waits for an answer.
 pub const DEFAULT_CLIENT_RESULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -380,9 +377,7 @@ impl ClientProxy {
                     .shared
                     .backplane
                     .invoke_client(&self.shared.name, invocation);
-                // The other node times out first; this bound only covers a node that never answers.
-                let answer = tokio::time::timeout(timeout + REMOTE_GRACE, remote).await;
-                (released, answer.unwrap_or(Err(RemoteError::Timeout)))
+                (released, remote.await)
             }
         };
         if released && let Some(scope) = &self.scope {
@@ -447,14 +442,8 @@ impl Groups {
             group,
             action,
         };
-        let result = if self.shared.registry.get(connection).is_some() {
-            self.shared.group_local(&command).await
-        } else {
-            self.shared
-                .backplane
-                .group_command(&self.shared.name, command)
-                .await
-        };
-        Ok(result?)
+        // The backplane applies it on whichever node holds the connection, this one included.
+        let backplane = &self.shared.backplane;
+        Ok(backplane.group_command(&self.shared.name, command).await?)
     }
 }

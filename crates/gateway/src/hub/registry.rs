@@ -326,9 +326,9 @@ impl Registry {
 }
 
 impl Registry {
-    /// Delivers `publish` to the local connections its target names, except the excluded ones.
-    pub(crate) fn deliver(&self, publish: &Publish) {
-        let started = std::time::Instant::now();
+    /// Delivers `publish` to the local connections its target names, except the excluded ones; returns
+    /// to how many.
+    pub(crate) fn deliver(&self, publish: &Publish) -> u64 {
         let excluded = &publish.excluded;
         let mut delivered = 0;
         self.for_each(&publish.target, |connection| {
@@ -343,14 +343,7 @@ impl Registry {
                 }
             }
         });
-        let metrics = crate::metrics::metrics();
-        metrics
-            .messages_out
-            .with_label_values(&[&*publish.hub])
-            .inc_by(delivered);
-        metrics
-            .fanout_seconds
-            .observe(started.elapsed().as_secs_f64());
+        delivered
     }
 
     /// Closes the local connections `target` names (`allowReconnect: false`); returns how many.

@@ -15,6 +15,7 @@ use super::clients::HubContext;
 use super::registry::{HubConnection, Registry};
 use crate::config::HubOptions;
 use crate::connection::{Connection, Inbound};
+use crate::metrics::HubMetrics;
 
 /// What every connection and send of a hub shares.
 pub(crate) struct HubShared {
@@ -24,6 +25,8 @@ pub(crate) struct HubShared {
     pub(crate) registry: Arc<Registry>,
     /// Per-user rate limits (shared beyond this connection).
     pub(crate) limiter: Arc<dyn super::RateLimiter>,
+    /// The hub's metric series.
+    pub(crate) metrics: HubMetrics,
     /// Numbers the server's client-result invocations (`s1`, `s2`, …: never a client stream id).
     result_ids: std::sync::atomic::AtomicU64,
 }
@@ -120,12 +123,17 @@ impl HubShared {
     }
 }
 
-/// The hub's local side as the backplane sees it.
-struct LocalNode(Weak<HubShared>);
+/// The hub's local side as the backplane sees it. The registry is held directly; the rest of the hub
+/// weakly, since the hub holds the backplane that holds this.
+struct LocalNode {
+    shared: Weak<HubShared>,
+    registry: Arc<Registry>,
+    metrics: HubMetrics,
+}
 
 impl LocalNode {
     fn shared(&self) -> Result<Arc<HubShared>, RemoteError> {
-        self.0.upgrade().ok_or_else(|| {
+        self.shared.upgrade().ok_or_else(|| {
             RemoteError::Backplane(BackplaneError::Unavailable("the hub stopped".into()))
         })
     }
@@ -133,9 +141,12 @@ impl LocalNode {
 
 impl LocalHub for LocalNode {
     fn deliver(&self, publish: &Publish) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.registry.deliver(publish);
-        }
+        let started = std::time::Instant::now();
+        let delivered = self.registry.deliver(publish);
+        self.metrics.messages_out.inc_by(delivered);
+        crate::metrics::metrics()
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn group_command(&self, command: GroupCommand) -> BoxFuture<'_, Result<(), RemoteError>> {
@@ -170,10 +181,7 @@ impl LocalHub for LocalNode {
     }
 
     fn close(&self, target: &Target, reason: &str) -> usize {
-        self.0
-            .upgrade()
-            .map(|shared| shared.registry.close(target, reason))
-            .unwrap_or_default()
+        self.registry.close(target, reason)
     }
 
     fn user_groups(
@@ -184,7 +192,7 @@ impl LocalHub for LocalNode {
     ) -> BoxFuture<'_, ()> {
         let (user, group) = (user.clone(), group.cloned());
         Box::pin(async move {
-            let Some(shared) = self.0.upgrade() else {
+            let Ok(shared) = self.shared() else {
                 return;
             };
             for connection in shared.registry.of_user(&user) {
@@ -207,44 +215,24 @@ impl LocalHub for LocalNode {
     }
 
     fn has_connection(&self, connection: &ConnectionId) -> bool {
-        self.0
-            .upgrade()
-            .is_some_and(|shared| shared.registry.get(connection).is_some())
+        self.registry.get(connection).is_some()
     }
 
     fn snapshot(&self) -> Vec<LocalConnection> {
-        self.0
-            .upgrade()
-            .map(|shared| shared.registry.snapshot())
-            .unwrap_or_default()
+        self.registry.snapshot()
     }
 
     fn local_users(&self) -> Vec<(UserId, usize)> {
-        self.0
-            .upgrade()
-            .map(|shared| shared.registry.users())
-            .unwrap_or_default()
+        self.registry.users()
     }
 
     fn local_group_members(&self, group: &GroupName) -> Vec<Member> {
-        self.0
-            .upgrade()
-            .map(|shared| shared.registry.group_members(group))
-            .unwrap_or_default()
+        self.registry.group_members(group)
     }
 
     fn local_user_connections(&self, user: &UserId) -> Vec<ConnectionId> {
-        self.0
-            .upgrade()
-            .map(|shared| {
-                shared
-                    .registry
-                    .of_user(user)
-                    .iter()
-                    .map(|c| c.id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let connections = self.registry.of_user(user);
+        connections.iter().map(|c| c.id.clone()).collect()
     }
 }
 
@@ -268,10 +256,14 @@ impl HubRuntime {
             backplane: backplane.clone(),
             registry: Arc::new(Registry::default()),
             limiter,
+            metrics: crate::metrics::metrics().hub(app.name()),
             result_ids: std::sync::atomic::AtomicU64::new(0),
         });
-        crate::metrics::metrics().hub_started(app.name());
-        let local = Arc::new(LocalNode(Arc::downgrade(&shared)));
+        let local = Arc::new(LocalNode {
+            shared: Arc::downgrade(&shared),
+            registry: shared.registry.clone(),
+            metrics: shared.metrics.clone(),
+        });
         backplane.attach(app.name(), local).await?;
         Ok(Arc::new(Self { app, shared }))
     }

@@ -216,10 +216,7 @@ async fn read_handshake(
 
 /// Sends a handshake error reply and ends the connection.
 fn refuse(hub: &HubRuntime, connection: &Connection, error: &HandshakeError, detailed: bool) {
-    metrics()
-        .handshake_failures
-        .with_label_values(&[&*hub.shared.name])
-        .inc();
+    hub.shared.metrics.handshake_failures.inc();
     tracing::debug!(connection_id = %connection.id, %error, "handshake refused");
     let text = if detailed {
         error.detailed()
@@ -413,21 +410,10 @@ impl Session {
 
     /// Handles one message; `Some` ends the connection.
     async fn dispatch(&self, message: HubMessage, client_pinged: &mut bool) -> Option<CloseReason> {
-        let kind = match &message {
-            HubMessage::Invocation(_) => "invocation",
-            HubMessage::StreamInvocation(_) => "stream_invocation",
-            HubMessage::StreamItem(_) => "stream_item",
-            HubMessage::Completion(_) => "completion",
-            HubMessage::CancelInvocation(_) => "cancel_invocation",
-            HubMessage::Ping => "ping",
-            HubMessage::Close(_) => "close",
-            HubMessage::Ack(_) => "ack",
-            HubMessage::Sequence(_) => "sequence",
-        };
-        metrics()
-            .messages_in
-            .with_label_values(&[&*self.hub.shared.name, kind])
-            .inc();
+        let counters = &self.hub.shared.metrics.messages_in;
+        if let Some(counter) = counters.get(crate::metrics::message_type(&message)) {
+            counter.inc();
+        }
         if message.is_sequenced() && !self.first_time() {
             return None;
         }
@@ -537,25 +523,18 @@ impl Session {
             fail(error::unauthorized(&target));
             return None;
         }
-        match self.admit(&key).await {
+        let admission = self.admit(&key).await;
+        if !matches!(admission, Admission::Admitted) {
+            count("rate_limited");
+            self.hub.shared.metrics.rate_limited.inc();
+        }
+        match admission {
             Admission::Admitted => {}
             Admission::Refused => {
-                count("rate_limited");
-                metrics()
-                    .rate_limited
-                    .with_label_values(&[&*hub_name])
-                    .inc();
                 fail(error::rate_limited(&target));
                 return None;
             }
-            Admission::Abusive => {
-                count("rate_limited");
-                metrics()
-                    .rate_limited
-                    .with_label_values(&[&*hub_name])
-                    .inc();
-                return Some(CloseReason::RateLimited);
-            }
+            Admission::Abusive => return Some(CloseReason::RateLimited),
         }
         if let Some(id) = invocation_id.as_deref().filter(|_| streaming_call)
             && self.streams.in_use(id)
@@ -634,16 +613,13 @@ impl Session {
                 }
                 let sink = self.sink();
                 let started = std::time::Instant::now();
+                let seconds = self.hub.shared.metrics.invocation_seconds.clone();
                 tokio::spawn(async move {
                     let result = error::catch_panic(call, "the hub method").await;
                     scope.release();
-                    let metrics = metrics();
-                    metrics
-                        .invocation_seconds
-                        .with_label_values(&[&*hub_name])
-                        .observe(started.elapsed().as_secs_f64());
+                    seconds.observe(started.elapsed().as_secs_f64());
                     let outcome = if result.is_ok() { "ok" } else { "error" };
-                    metrics
+                    metrics()
                         .invocations
                         .with_label_values(&[&*hub_name, &*method, outcome])
                         .inc();
