@@ -70,6 +70,7 @@ test('a draining node hands its clients to another one without losing a chat mes
       }
     })();
     await sleep(700);
+    const sentBeforeDrain = sent.length;
     const admin = /admin=127\.0\.0\.1:(\d+)/.exec(draining.stderr())[1];
     const stopped = draining.stop({ graceMs: 15000 });
     // Readiness goes false as soon as the drain starts (the signal lands a moment after it is sent).
@@ -83,7 +84,12 @@ test('a draining node hands its clients to another one without losing a chat mes
     const exit = await stopped;
     assert.equal(exit.killed, false, 'the draining node exited within its grace');
     await withTimeout(Promise.all(readers.map((r) => r.moved)), 15000, 'every reader moved');
-    await sleep(1000);
+    // Keep writing until a few messages went out after every reader moved (a count, not a time:
+    // a fast drain left too few messages in a fixed second).
+    const sentWhenMoved = sent.length;
+    await withTimeout((async () => {
+      while (sent.length < sentWhenMoved + 4) await sleep(20);
+    })(), 10000, 'messages after the move');
     writing = false;
     await writing$;
     // The last messages arrive live on the new node.
@@ -96,7 +102,8 @@ test('a draining node hands its clients to another one without losing a chat mes
       assert.notEqual(reader.closedForGood, true);
       assert.equal(reader.state, signalR.HubConnectionState.Connected);
     }
-    assert.ok(sent.length > 8, `sent ${sent.length}`);
+    assert.ok(sentBeforeDrain > 0, `sent before the drain: ${sentBeforeDrain}`);
+    assert.ok(sent.length >= sentWhenMoved + 4, `sent ${sent.length}, ${sentWhenMoved} when the readers moved`);
     assert.match(draining.stderr(), /draining/);
   } finally {
     await Promise.all(clients.map((c) => c.stop()));

@@ -59,6 +59,7 @@ function startServer({ port = 0, env = {}, control = false } = {}) {
 
   return ready.then((port) => ({
     port,
+    pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     stderr: () => log,
     /** Kills the process with `signal` at once (SIGKILL: no shutdown at all) and waits for the exit. */

@@ -20,6 +20,8 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Runs the control API alone (no client connections), over a Redis backplane.
     Control(Box<ControlArgs>),
+    /// A console chat client of the chat hub (`/hubs/chat`).
+    Chat(Box<crate::chat_client::ChatArgs>),
     /// Prints the full annotated configuration file with every default.
     DefaultConfig,
     /// Validates a configuration file (with the environment applied) and prints the result.

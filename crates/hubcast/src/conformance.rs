@@ -153,7 +153,8 @@ fn complex_object() -> ComplexObject {
 }
 
 /// The load-test hub at `/bench`: `Broadcast(payload)` sends `Broadcast(payload)` to every connection,
-/// `Join(group)` and `SendToGroup(group, payload)` exercise groups. The load generator uses it.
+/// `Join(group)` and `SendToGroup(group, payload)` exercise groups, `SendToUser(user, payload)` users.
+/// The load generator uses it.
 pub(crate) fn bench_hub() -> Hub<TestHub> {
     Hub::builder("Bench", TestHub)
         .method("Broadcast", |ctx: Ctx, payload: String| async move {
@@ -169,6 +170,16 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
             |ctx: Ctx, group: String, payload: String| async move {
                 ctx.clients()
                     .group(group)
+                    .send("Broadcast", &(payload,))
+                    .await?;
+                Ok(())
+            },
+        )
+        .method(
+            "SendToUser",
+            |ctx: Ctx, user: String, payload: String| async move {
+                ctx.clients()
+                    .user(user)
                     .send("Broadcast", &(payload,))
                     .await?;
                 Ok(())

@@ -1,6 +1,7 @@
 //! The `hubcast` binary: command line, configuration layers, wiring of the gateway, signals.
 
 mod backplane;
+mod chat_client;
 mod cli;
 mod config;
 mod conformance;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Serve(args) => serve(*args, &env),
         Command::Control(args) => control(*args),
+        Command::Chat(args) => chat(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,6 +264,19 @@ fn control_api(
 }
 
 /// `hubcast control`: the control API alone, over Redis.
+/// `hubcast chat`: logs only warnings (its output is the conversation).
+fn chat(args: chat_client::ChatArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(chat_client::run(args))
+}
+
 fn control(args: ControlArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

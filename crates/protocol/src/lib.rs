@@ -27,6 +27,7 @@
 //!
 //! Module map: [`message`] (types), [`json`] and [`msgpack`] (one message each way), [`reader`]
 //! (incremental parsing), [`outgoing`] (serialize once), [`handshake`], [`negotiate`], [`ids`],
+//! [`stateful`] (stateful-reconnect bookkeeping),
 //! [`dotnet`] (DateTime, byte arrays, Guid), [`naming`] (JSON property naming policy), [`varint`].
 
 pub mod dotnet;
@@ -40,6 +41,7 @@ pub mod naming;
 pub mod negotiate;
 pub mod outgoing;
 pub mod reader;
+pub mod stateful;
 pub mod value;
 pub mod varint;
 

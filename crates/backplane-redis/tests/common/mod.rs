@@ -39,12 +39,20 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts `redis-server` with `extra` arguments on a free port (in its own directory).
+    /// Starts `redis-server` with `extra` arguments on a free port (in its own directory). A port
+    /// taken between choosing it and binding it (tests run in parallel) is retried with another.
     pub fn start(extra: &[&str]) -> Self {
-        Self::start_on(free_port(), extra)
+        for _ in 0..4 {
+            let mut redis = Self::spawn_on(free_port(), extra);
+            if redis.wait_ready() {
+                return redis;
+            }
+            let _ = redis.child.kill();
+        }
+        panic!("redis-server did not start on any of 4 free ports");
     }
 
-    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+    fn spawn_on(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("hubcast-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
@@ -62,9 +70,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let redis = Self { port, child, dir };
-        redis.wait_ready();
-        redis
+        Self { port, child, dir }
     }
 
     /// Starts a sentinel watching `master_port` as `mymaster` (quorum 1, fast failover).
@@ -90,12 +96,16 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let sentinel = Self { port, child, dir };
-        sentinel.wait_ready();
+        let mut sentinel = Self { port, child, dir };
+        assert!(
+            sentinel.wait_ready(),
+            "sentinel on port {port} did not start"
+        );
         sentinel
     }
 
-    fn wait_ready(&self) {
+    /// Whether the server answers PING within 10 s (false at once if it exited, e.g. port taken).
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self
@@ -103,11 +113,14 @@ impl Redis {
                 .map(|out| out.contains("PONG"))
                 .unwrap_or(false)
             {
-                return;
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis on port {} did not start", self.port);
+        false
     }
 
     /// Runs `redis-cli` against this server.

@@ -8,7 +8,6 @@
 mod inbound;
 mod manager;
 pub(crate) mod outbound;
-mod replay;
 mod request;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +25,6 @@ pub(crate) use inbound::{Inbound, InboundEnd, WsRead};
 pub(crate) use manager::ConnectionManager;
 pub use outbound::PushError;
 pub(crate) use outbound::{Batch, Outbound};
-pub(crate) use replay::Replay;
 pub use request::RequestInfo;
 
 use crate::close::CloseReason;

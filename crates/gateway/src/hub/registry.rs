@@ -19,7 +19,8 @@ use hubcast_protocol::{Outcome, Protocol};
 use tokio::sync::oneshot;
 
 use crate::close::CloseReason;
-use crate::connection::{Connection, PushError, Replay};
+use crate::connection::{Connection, PushError};
+use hubcast_protocol::stateful::ReplayBuffer;
 
 /// One hub connection as the registry holds it.
 pub(crate) struct HubConnection {
@@ -31,7 +32,7 @@ pub(crate) struct HubConnection {
     /// Client results awaited from this connection, by server-generated invocation id.
     results: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     /// Sent messages kept for stateful reconnect, when it is on for this connection.
-    replay: Option<Mutex<Replay>>,
+    replay: Option<Mutex<ReplayBuffer>>,
 }
 
 impl HubConnection {
@@ -40,7 +41,7 @@ impl HubConnection {
         user: Option<UserId>,
         protocol: Protocol,
         connection: Arc<Connection>,
-        replay: Option<Replay>,
+        replay: Option<ReplayBuffer>,
     ) -> Self {
         Self {
             id,
@@ -53,7 +54,7 @@ impl HubConnection {
         }
     }
 
-    fn replay(&self) -> Option<std::sync::MutexGuard<'_, Replay>> {
+    fn replay(&self) -> Option<std::sync::MutexGuard<'_, ReplayBuffer>> {
         self.replay
             .as_ref()
             .map(|replay| replay.lock().unwrap_or_else(|p| p.into_inner()))

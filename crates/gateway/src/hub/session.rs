@@ -39,8 +39,9 @@ use super::registry::HubConnection;
 use super::runtime::HubRuntime;
 use super::streams::{self, ActiveStreams, StreamSink};
 use crate::close::CloseReason;
-use crate::connection::{Attachment, Connection, Inbound, InboundEnd, Replay, RequestInfo};
+use crate::connection::{Attachment, Connection, Inbound, InboundEnd, RequestInfo};
 use crate::endpoint::inbound_end_reason;
+use hubcast_protocol::stateful::{ReceivedSequence, ReplayBuffer};
 
 /// Everything one session needs, borrowed by its steps.
 struct Session {
@@ -55,7 +56,7 @@ struct Session {
     /// Cancelled when the connection ends: the parent of every invocation's cancellation.
     lifetime: CancellationToken,
     /// Stateful reconnect's count of received sequenced messages, when it is on.
-    sequence: Option<Mutex<Received>>,
+    sequence: Option<Mutex<ReceivedSequence>>,
     /// Invocation rate limits of this connection.
     limits: Mutex<CallLimits>,
 }
@@ -74,17 +75,6 @@ enum Admission {
     Refused,
     /// Refused too many times in a row: the connection closes.
     Abusive,
-}
-
-/// What stateful reconnect tracks of received messages.
-#[derive(Debug, Default)]
-struct Received {
-    /// Sequence id of the last sequenced message received (reset by a Sequence message).
-    current: i64,
-    /// Highest id handled: anything at or below it after a Sequence is a duplicate.
-    processed: i64,
-    /// Highest id acknowledged to the client.
-    acked: i64,
 }
 
 pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut inbound: Inbound) {
@@ -157,7 +147,7 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         caller.user.as_ref().map(|u| u.id.clone()),
         protocol,
         connection.clone(),
-        stateful.then(|| Replay::new(options.stateful_reconnect_buffer_size)),
+        stateful.then(|| ReplayBuffer::new(options.stateful_reconnect_buffer_size)),
     ));
     let session = Session {
         slots: Arc::new(Semaphore::new(
@@ -170,7 +160,7 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
         protocol,
         streams: Arc::new(ActiveStreams::default()),
         lifetime: CancellationToken::new(),
-        sequence: stateful.then(|| Mutex::new(Received::default())),
+        sequence: stateful.then(|| Mutex::new(ReceivedSequence::default())),
         limits: Mutex::new(CallLimits {
             hub: (options.invocation_rate > 0.0)
                 .then(|| Bucket::new(options.invocation_rate, options.invocation_burst)),
@@ -354,7 +344,7 @@ impl Session {
         true
     }
 
-    fn received(&self) -> Option<std::sync::MutexGuard<'_, Received>> {
+    fn received(&self) -> Option<std::sync::MutexGuard<'_, ReceivedSequence>> {
         self.sequence
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
@@ -362,14 +352,10 @@ impl Session {
 
     /// Acknowledges what was received since the last Ack (every second).
     fn send_ack(&self) {
-        let Some(mut received) = self.received() else {
+        let Some(id) = self.received().and_then(|mut received| received.ack_due()) else {
             return;
         };
-        if received.processed <= received.acked {
-            return;
-        }
-        received.acked = received.processed;
-        let message: HubMessage<Arguments, RawValue> = HubMessage::Ack(received.processed);
+        let message: HubMessage<Arguments, RawValue> = HubMessage::Ack(id);
         if let Ok(bytes) = encode_message(
             self.protocol,
             &message,
@@ -381,15 +367,8 @@ impl Session {
 
     /// Counts a received sequenced message; false for a duplicate resent after a reconnect.
     fn first_time(&self) -> bool {
-        let Some(mut received) = self.received() else {
-            return true;
-        };
-        received.current += 1;
-        if received.current <= received.processed {
-            return false;
-        }
-        received.processed = received.current;
-        true
+        self.received()
+            .is_none_or(|mut received| received.first_time())
     }
 
     fn aborted(&self) -> CloseReason {
@@ -445,13 +424,8 @@ impl Session {
             }
             HubMessage::Ack(id) => self.hub_connection.acknowledge(id),
             HubMessage::Sequence(id) => {
-                if let Some(mut received) = self.received() {
-                    if id > received.processed + 1 {
-                        return Some(CloseReason::ProtocolError(
-                            "Sequence ID greater than amount of messages we've received.".into(),
-                        ));
-                    }
-                    received.current = id - 1;
+                if let Some(Err(error)) = self.received().map(|mut r| r.sequence(id)) {
+                    return Some(CloseReason::ProtocolError(error.into()));
                 }
             }
         }
