@@ -57,7 +57,7 @@ impl MessageReader {
     /// types are skipped. After an error the reader's state is unspecified; the connection must close.
     pub fn next_message(&mut self) -> Result<Option<HubMessage>, ProtocolError> {
         loop {
-            let Some(frame) = self.next_frame()? else {
+            let Some(frame) = self.next_body()? else {
                 return Ok(None);
             };
             let message = match self.protocol {
@@ -70,8 +70,10 @@ impl MessageReader {
         }
     }
 
-    /// Cuts the next complete message body off the buffer (without framing).
-    fn next_frame(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+    /// Cuts the next complete message body off the buffer, without its framing (record separator or
+    /// length prefix) and undecoded: for readers that look at some messages' bytes themselves.
+    /// [`json::decode`] or [`msgpack::decode`] decodes it.
+    pub fn next_body(&mut self) -> Result<Option<Bytes>, ProtocolError> {
         let limit = self.max_message_size.unwrap_or(usize::MAX);
         match self.protocol {
             Protocol::Json => {

@@ -308,8 +308,16 @@ impl Conn {
     async fn next_message(&mut self) -> anyhow::Result<Option<Incoming>> {
         loop {
             if let Flavor::Hub(reader) = &mut self.flavor {
-                while let Some(message) = reader.next_message()? {
-                    match message {
+                while let Some(body) = reader.next_body()? {
+                    let protocol = reader.protocol();
+                    if let Some(payload) = broadcast_payload(protocol, &body) {
+                        return Ok(Some(Incoming::Payload(body.slice_ref(payload))));
+                    }
+                    let message = match protocol {
+                        Protocol::Json => hubcast_protocol::json::decode(&body)?,
+                        Protocol::MessagePack => hubcast_protocol::msgpack::decode(&body)?,
+                    };
+                    match message.context("message of an unknown type")? {
                         HubMessage::Invocation(call) if call.target == "Broadcast" => {
                             let text: String = call
                                 .arguments
@@ -353,7 +361,92 @@ impl Conn {
     }
 }
 
+/// The argument of a `Broadcast(string)` invocation read straight from its bytes, as the Engine.IO
+/// path reads `42["msg",…]`: the receive side costs about the same for every server. `None` for
+/// anything else (other messages, escapes in the string), which the full decoder then reads.
+fn broadcast_payload(protocol: Protocol, body: &[u8]) -> Option<&[u8]> {
+    match protocol {
+        Protocol::Json => {
+            let text = body
+                .strip_prefix(br#"{"type":1,"target":"Broadcast","arguments":[""#)?
+                .strip_suffix(br#""]}"#)?;
+            (!text.contains(&b'\\')).then_some(text)
+        }
+        Protocol::MessagePack => {
+            // [1, {}, nil, "Broadcast", [payload]] and, from some senders, a trailing [] of stream ids.
+            let rest = body
+                .strip_prefix(b"\x95")
+                .or_else(|| body.strip_prefix(b"\x96"))?
+                .strip_prefix(b"\x01\x80\xc0\xa9Broadcast\x91")?;
+            let (&marker, rest) = rest.split_first()?;
+            let (len, rest) = match marker {
+                0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
+                0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
+                0xda => (
+                    usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+                    rest.get(2..)?,
+                ),
+                _ => return None,
+            };
+            let (text, tail) = (rest.get(..len)?, rest.get(len..)?);
+            matches!(tail, [] | [0x90]).then_some(text)
+        }
+    }
+}
+
 enum Incoming {
     Payload(Bytes),
     Completion,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubcast_protocol::SerializedMessage;
+
+    /// A `Broadcast(text)` as the gateway serializes it, without its framing.
+    fn broadcast(protocol: Protocol, text: &str) -> Bytes {
+        let call: Invocation<Vec<String>> = Invocation::new("Broadcast", vec![text.to_owned()]);
+        let message = SerializedMessage::new(
+            HubMessage::<_, ()>::Invocation(call),
+            NamingPolicy::CamelCase,
+        );
+        let mut reader = MessageReader::new(protocol, None);
+        reader.push(message.get(protocol).expect("encoded"));
+        reader.next_body().expect("framed").expect("complete")
+    }
+
+    #[test]
+    fn broadcast_arguments_are_read_without_decoding() {
+        for protocol in [Protocol::Json, Protocol::MessagePack] {
+            for size in [1, 31, 32, 100, 255, 256, 4000] {
+                let text = "x".repeat(size);
+                let body = broadcast(protocol, &text);
+                assert_eq!(
+                    broadcast_payload(protocol, &body),
+                    Some(text.as_bytes()),
+                    "{protocol} {size}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_decoder() {
+        let escaped = broadcast(Protocol::Json, "a\"b");
+        assert_eq!(broadcast_payload(Protocol::Json, &escaped), None);
+        let call: Invocation<Vec<&str>> = Invocation::new("Other", vec!["x"]);
+        for protocol in [Protocol::Json, Protocol::MessagePack] {
+            let bytes = encode_message(
+                protocol,
+                &HubMessage::<_, ()>::Invocation(call.clone()),
+                NamingPolicy::CamelCase,
+            )
+            .expect("encoded");
+            let mut reader = MessageReader::new(protocol, None);
+            reader.push(&bytes);
+            let body = reader.next_body().expect("framed").expect("complete");
+            assert_eq!(broadcast_payload(protocol, &body), None, "{protocol}");
+        }
+    }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use inbound::{Inbound, InboundEnd, WsRead};
 pub(crate) use manager::ConnectionManager;
 pub use outbound::PushError;
-pub(crate) use outbound::{Batch, Outbound};
+pub(crate) use outbound::{Batch, IdleClock, Outbound};
 pub use request::RequestInfo;
 
 use crate::close::CloseReason;

@@ -8,11 +8,13 @@
 //! allows several hub messages per WebSocket frame, SSE event or poll response.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
 /// Why bytes could not be queued for a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -191,26 +193,68 @@ impl Outbound {
         state.completed.then_some(Batch::Done)
     }
 
-    /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] after that long without data.
-    pub(crate) async fn next_batch(&self, idle: Option<Duration>) -> Batch {
+    /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] once that clock's period passed
+    /// without data.
+    pub(crate) async fn next_batch(&self, mut idle: Option<&mut IdleClock>) -> Batch {
         loop {
             if let Some(batch) = self.try_batch() {
+                if let Some(idle) = idle.as_deref_mut() {
+                    idle.touch();
+                }
                 return batch;
             }
             if self.lock().pong.is_some() {
                 return Batch::Data(VecDeque::new());
             }
-            match idle {
-                Some(period) => {
-                    if tokio::time::timeout(period, self.notify.notified())
-                        .await
-                        .is_err()
-                    {
-                        return Batch::Idle;
+            match idle.as_deref_mut() {
+                Some(idle) => {
+                    tokio::select! {
+                        () = self.notify.notified() => {}
+                        () = idle.expired() => {
+                            idle.touch();
+                            return Batch::Idle;
+                        }
                     }
                 }
                 None => self.notify.notified().await,
             }
+        }
+    }
+}
+
+/// A writer's keep-alive clock. It holds one timer for the writer's life and pushes it back only when
+/// it fires early, so a busy connection does no timer work per batch (a timeout per wait would
+/// register and cancel a timer for every message).
+pub(crate) struct IdleClock {
+    period: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl IdleClock {
+    pub(crate) fn new(period: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            period,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + period)),
+        }
+    }
+
+    /// Something was written now.
+    fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Completes once a whole period passed since the last write.
+    async fn expired(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            let due = self.last + self.period;
+            if Instant::now() >= due {
+                return;
+            }
+            self.timer.as_mut().reset(due);
         }
     }
 }
@@ -251,16 +295,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_batches_come_after_the_period() {
+    async fn idle_batches_come_a_period_after_the_last_data() {
         let q = Outbound::new(100);
-        assert!(matches!(
-            q.next_batch(Some(Duration::from_secs(15))).await,
-            Batch::Idle
-        ));
+        let period = Duration::from_secs(15);
+        let mut idle = IdleClock::new(period);
+        let started = Instant::now();
+        assert!(matches!(q.next_batch(Some(&mut idle)).await, Batch::Idle));
+        assert_eq!(started.elapsed(), period);
+        // Data 10 s into the next period pushes the following Idle to 15 s after it.
+        tokio::time::sleep(Duration::from_secs(10)).await;
         q.push(b(5)).unwrap();
         assert!(matches!(
-            q.next_batch(Some(Duration::from_secs(15))).await,
+            q.next_batch(Some(&mut idle)).await,
             Batch::Data(_)
         ));
+        let written = Instant::now();
+        assert!(matches!(q.next_batch(Some(&mut idle)).await, Batch::Idle));
+        assert_eq!(written.elapsed(), period);
     }
 }

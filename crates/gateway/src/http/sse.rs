@@ -16,7 +16,7 @@ use hyper::body::{Frame, Incoming};
 use super::websocket::coalesce;
 use super::{Body, Refusal, attach, lookup, offered, start_with_posts};
 use crate::GatewayInner;
-use crate::connection::{Batch, Connection, ConnectionManager};
+use crate::connection::{Batch, Connection, ConnectionManager, IdleClock};
 use crate::endpoint::Endpoint;
 use crate::hub::User;
 
@@ -39,6 +39,7 @@ pub(super) fn open(
         manager: inner.manager.clone(),
         opened: false,
         done: false,
+        idle: None,
     };
     let body = StreamBody::new(futures_util::stream::unfold(stream, next_event)).boxed_unsync();
     let mut response = Response::new(body);
@@ -66,6 +67,8 @@ struct Stream {
     manager: Arc<ConnectionManager>,
     opened: bool,
     done: bool,
+    /// The keep-alive clock, once the handshake set the interval.
+    idle: Option<IdleClock>,
 }
 
 impl Drop for Stream {
@@ -82,8 +85,18 @@ async fn next_event(mut stream: Stream) -> Option<(Result<Frame<Bytes>, Infallib
         stream.opened = true;
         return Some((Ok(Frame::data(Bytes::from_static(b":\r\n"))), stream));
     }
-    let period = stream.connection.keep_alive().map(|(_, period)| *period);
-    let payload = match stream.connection.outbound.next_batch(period).await {
+    if stream.idle.is_none() {
+        stream.idle = stream
+            .connection
+            .keep_alive()
+            .map(|(_, period)| IdleClock::new(*period));
+    }
+    let payload = match stream
+        .connection
+        .outbound
+        .next_batch(stream.idle.as_mut())
+        .await
+    {
         Batch::Data(items) => coalesce(items),
         Batch::Idle => stream
             .connection

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
-use crate::connection::{Batch, Connection, Inbound, WsRead};
+use crate::connection::{Batch, Connection, IdleClock, Inbound, WsRead};
 use crate::endpoint::{Endpoint, run_application};
 use crate::hub::User;
 
@@ -123,12 +123,20 @@ async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrad
 
 async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite, stop: CancellationToken) {
     let send_timeout = connection.endpoint.options.transport_send_timeout;
+    // Both live across iterations: no waiter registration or timer per batch.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
+    let mut idle = None;
     loop {
-        let period = connection.keep_alive().map(|(_, period)| *period);
+        if idle.is_none() {
+            idle = connection
+                .keep_alive()
+                .map(|(_, period)| IdleClock::new(*period));
+        }
         let batch = tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
-            batch = connection.outbound.next_batch(period) => batch,
+            _ = &mut cancelled => return,
+            batch = connection.outbound.next_batch(idle.as_mut()) => batch,
         };
         let step =
             tokio::time::timeout(send_timeout, write_batch(&connection, &mut ws, batch)).await;
