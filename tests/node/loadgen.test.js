@@ -55,17 +55,19 @@ test('idle connections with negotiate report a connect rate and memory', async (
   assert.ok(Number(match[1]) > 0);
 });
 
-test('the ceiling program fans out raw frames', async () => {
-  const port = await freePort();
-  const child = spawn(ceiling, [`127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    await new Promise((resolve, reject) => {
-      child.stdout.once('data', resolve);
-      child.once('exit', (code) => reject(new Error(`ceiling exited ${code}`)));
-    });
-    const report = await fanout(['--server', `127.0.0.1:${port}`, '--kind', 'ceiling', '--audience', 'all', '--server-pid', String(child.pid)]);
-    assertComplete(report, 'ceiling');
-  } finally {
-    child.kill('SIGKILL');
-  }
-});
+for (const mode of [[], ['--sequential']]) {
+  test(`the ceiling program fans out raw frames ${mode.length ? '(sequential)' : '(tasks)'}`, async () => {
+    const port = await freePort();
+    const child = spawn(ceiling, [`127.0.0.1:${port}`, ...mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((resolve, reject) => {
+        child.stdout.once('data', resolve);
+        child.once('exit', (code) => reject(new Error(`ceiling exited ${code}`)));
+      });
+      const report = await fanout(['--server', `127.0.0.1:${port}`, '--kind', 'ceiling', '--audience', 'all', '--server-pid', String(child.pid)]);
+      assertComplete(report, 'ceiling');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+}

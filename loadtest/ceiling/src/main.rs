@@ -1,12 +1,18 @@
 //! `hubcast-ceiling`: the least a WebSocket fan-out server can do, as the yardstick of the benchmark
 //! matrix (`hubcast-loadgen matrix`). Receivers connect to `/`; every text frame a client sends to
-//! `/publish` is written, as it is, to every receiver: one shared payload, one `write_frame` per socket,
-//! no protocol, no routing, no per-connection state beyond the socket and its task.
+//! `/publish` is written, as it is, to every receiver. No protocol, no routing, no per-connection
+//! state beyond the socket. Two ways to do it:
 //!
-//! Usage: `hubcast-ceiling [ADDR]` (default `127.0.0.1:0`); prints `listening on ADDR`.
+//! - default (**tasks**): one task per receiver fed by a broadcast channel, one `write_frame` per
+//!   message and socket;
+//! - `--sequential`: the publisher's task frames the payload once and writes those bytes to every
+//!   socket in turn, waiting on each (no wake-ups, no queues); a socket whose write fails is dropped.
+//!
+//! Usage: `hubcast-ceiling [ADDR] [--sequential]` (default `127.0.0.1:0`); prints `listening on ADDR`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
@@ -15,35 +21,53 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 /// Payloads kept for slow receivers; one that falls further behind skips messages.
 const BACKLOG: usize = 4096;
 
+/// How receivers get the payloads.
+#[derive(Clone)]
+enum Fanout {
+    Tasks(broadcast::Sender<Bytes>),
+    /// The receivers' sockets, written in turn by the publisher.
+    Sequential(Arc<Mutex<Vec<TokioIo<Upgraded>>>>),
+}
+
 fn main() -> anyhow::Result<()> {
-    let address: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".to_owned())
-        .parse()?;
+    let mut address: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut sequential = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--sequential" => sequential = true,
+            other => address = other.parse()?,
+        }
+    }
+    let fanout = if sequential {
+        Fanout::Sequential(Arc::default())
+    } else {
+        Fanout::Tasks(broadcast::channel::<Bytes>(BACKLOG).0)
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(address))
+        .block_on(serve(address, fanout))
 }
 
-async fn serve(address: SocketAddr) -> anyhow::Result<()> {
+async fn serve(address: SocketAddr, fanout: Fanout) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address).await?;
     println!("listening on {}", listener.local_addr()?);
-    let (payloads, _) = broadcast::channel::<Bytes>(BACKLOG);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let payloads = payloads.clone();
+        let fanout = fanout.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, payloads.clone()));
+            let service = service_fn(move |request| handle(request, fanout.clone()));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
@@ -54,7 +78,7 @@ async fn serve(address: SocketAddr) -> anyhow::Result<()> {
 
 async fn handle(
     mut request: Request<Incoming>,
-    payloads: broadcast::Sender<Bytes>,
+    fanout: Fanout,
 ) -> Result<Response<Empty<Bytes>>, Infallible> {
     if !is_upgrade_request(&request) {
         let mut response = Response::new(Empty::new());
@@ -70,17 +94,26 @@ async fn handle(
     tokio::spawn(async move {
         let Ok(mut ws) = socket.await else { return };
         if publisher {
-            // Every text frame is handed to all receivers as one shared buffer.
             while let Ok(frame) = ws.read_frame().await {
                 match frame.opcode {
                     OpCode::Close => break,
-                    OpCode::Text | OpCode::Binary => {
-                        let _ = payloads.send(Bytes::copy_from_slice(&frame.payload));
-                    }
+                    OpCode::Text | OpCode::Binary => match &fanout {
+                        // Every text frame is handed to all receivers as one shared buffer.
+                        Fanout::Tasks(payloads) => {
+                            let _ = payloads.send(Bytes::copy_from_slice(&frame.payload));
+                        }
+                        Fanout::Sequential(sockets) => {
+                            write_to_all(sockets, &text_frame(&frame.payload)).await;
+                        }
+                    },
                     _ => {}
                 }
             }
-        } else {
+        } else if let Fanout::Sequential(sockets) = &fanout {
+            // Receivers send nothing the benchmark needs: keep only the socket.
+            let io = ws.into_inner();
+            sockets.lock().unwrap_or_else(|p| p.into_inner()).push(io);
+        } else if let Fanout::Tasks(payloads) = &fanout {
             let mut receiver = payloads.subscribe();
             loop {
                 match receiver.recv().await {
@@ -97,4 +130,39 @@ async fn handle(
         }
     });
     Ok(response)
+}
+
+/// An unmasked, final text frame holding `payload`.
+fn text_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 10);
+    frame.push(0x81);
+    match payload.len() {
+        len @ 0..=125 => frame.push(len as u8),
+        len @ 126..=0xffff => {
+            frame.push(126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Writes `frame` to every receiver in turn; receivers whose write fails are dropped.
+async fn write_to_all(sockets: &Mutex<Vec<TokioIo<Upgraded>>>, frame: &[u8]) {
+    // Taken out of the lock for the writes (new receivers wait in a fresh list meanwhile).
+    let mut taken = std::mem::take(&mut *sockets.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut alive = Vec::with_capacity(taken.len());
+    for mut io in taken.drain(..) {
+        if io.write_all(frame).await.is_ok() {
+            alive.push(io);
+        }
+    }
+    sockets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .append(&mut alive);
 }

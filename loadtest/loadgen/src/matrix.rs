@@ -43,7 +43,8 @@ pub(crate) struct Programs {
 /// One row of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
-    Ceiling,
+    /// `hubcast-ceiling`; `true`: its `--sequential` mode.
+    Ceiling(bool),
     Hubcast(Protocol),
     Socketioxide,
     SocketIo,
@@ -52,7 +53,8 @@ enum Server {
 impl Server {
     fn label(self) -> String {
         match self {
-            Server::Ceiling => "ceiling (fastwebsockets)".to_owned(),
+            Server::Ceiling(false) => "ceiling (tasks)".to_owned(),
+            Server::Ceiling(true) => "ceiling (sequential)".to_owned(),
             Server::Hubcast(protocol) => format!("hubcast {protocol}"),
             Server::Socketioxide => "socketioxide".to_owned(),
             Server::SocketIo => "Socket.IO (node)".to_owned(),
@@ -61,7 +63,7 @@ impl Server {
 
     fn kind(self) -> Kind {
         match self {
-            Server::Ceiling => Kind::Ceiling,
+            Server::Ceiling(_) => Kind::Ceiling,
             Server::Hubcast(protocol) => Kind::Hubcast {
                 protocol,
                 path: "/bench".to_owned(),
@@ -75,9 +77,12 @@ impl Server {
     fn command(self, programs: &Programs, port: u16, redis: Option<&str>) -> Command {
         let address = format!("127.0.0.1:{port}");
         let mut command = match self {
-            Server::Ceiling => {
+            Server::Ceiling(sequential) => {
                 let mut c = Command::new(&programs.ceiling);
                 c.arg(&address);
+                if sequential {
+                    c.arg("--sequential");
+                }
                 c
             }
             Server::Hubcast(_) => {
@@ -181,7 +186,8 @@ pub(crate) struct Row {
 
 pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
     let single = [
-        Server::Ceiling,
+        Server::Ceiling(false),
+        Server::Ceiling(true),
         Server::Hubcast(Protocol::Json),
         Server::Hubcast(Protocol::MessagePack),
         Server::Socketioxide,

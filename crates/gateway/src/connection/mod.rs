@@ -97,7 +97,7 @@ pub(crate) struct Connection {
     /// While the session waits for the client to come back, where the new WebSocket goes.
     resume_slot: Mutex<Option<oneshot::Sender<WebSocket>>>,
     /// The current WebSocket writer and what stops it.
-    writer: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A server WebSocket after the upgrade.
@@ -195,37 +195,34 @@ impl Connection {
             .take()
     }
 
-    /// Installs the writer of a new WebSocket, stopping the previous one.
-    pub(crate) fn set_writer(&self, stop: CancellationToken, handle: JoinHandle<()>) {
+    /// Installs the writer of a new WebSocket, stopping the previous one. A stopped writer is aborted
+    /// where it waits or writes: its socket is gone, and what it had taken is in the replay buffer.
+    pub(crate) fn set_writer(&self, handle: JoinHandle<()>) {
         let previous = self
             .writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .replace((stop, handle));
-        if let Some((stop, _)) = previous {
-            stop.cancel();
+            .replace(handle);
+        if let Some(previous) = previous {
+            previous.abort();
         }
     }
 
     /// Stops the current writer (the socket is gone).
     pub(crate) fn stop_writer(&self) {
-        if let Some((stop, _)) = self
+        if let Some(writer) = self
             .writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            stop.cancel();
+            writer.abort();
         }
     }
 
     /// Takes the current writer's handle, to wait for its last frames.
     pub(crate) fn take_writer(&self) -> Option<JoinHandle<()>> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map(|(_, handle)| handle)
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Asks the application to end for `reason` (the first reason given wins).

@@ -4,15 +4,20 @@
 //! The queue is bounded in bytes (`transport_max_buffer_size`). A push that would exceed the bound fails
 //! instead of waiting, so a broadcast never stalls on one slow client and memory never grows without
 //! bound; the caller then closes that client as a slow consumer. Writers take everything queued at once
-//! ([`Outbound::next_batch`]) and write it with as few syscalls as the transport allows, since SignalR
-//! allows several hub messages per WebSocket frame, SSE event or poll response.
+//! as one buffer ([`Outbound::next_batch`]) and write it with as few syscalls as the transport allows,
+//! since SignalR allows several hub messages per WebSocket frame, SSE event or poll response.
+//!
+//! Small messages are copied into the queue's own buffer rather than queued as shared [`Bytes`]: a
+//! copy of a few hundred bytes costs less than the reference count that thousands of connections'
+//! writers would otherwise increment and decrement on one cache line from every core, and the batch
+//! is then contiguous already. Large messages are queued shared, in order with the copied ones.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -27,11 +32,17 @@ pub enum PushError {
     Closed,
 }
 
+/// Messages up to this size are copied into the queue's buffer; larger ones are queued shared.
+const COPY_LIMIT: usize = 1024;
+
+/// A queue buffer grown past this by a burst is let go once written, not kept for the next one.
+const RETAINED_CAPACITY: usize = 16 * 1024;
+
 /// What a writer gets from [`Outbound::next_batch`].
 #[derive(Debug)]
 pub(crate) enum Batch {
-    /// Messages to write, in order.
-    Data(VecDeque<Bytes>),
+    /// Messages to write, in order, in one buffer (empty when only a pong is due).
+    Data(Bytes),
     /// Nothing was queued for the whole idle period: time for a keep-alive ping.
     Idle,
     /// The connection is finished and everything queued has been handed out.
@@ -40,11 +51,44 @@ pub(crate) enum Batch {
 
 #[derive(Debug, Default)]
 struct State {
-    items: VecDeque<Bytes>,
+    /// Queued messages before `tail`, when a large message (or a replay) is queued.
+    chunks: VecDeque<Bytes>,
+    /// The latest small messages, copied; it keeps its allocation from batch to batch.
+    tail: BytesMut,
     bytes: usize,
     /// A WebSocket pong owed to the client (written before data).
     pong: Option<Bytes>,
     completed: bool,
+}
+
+impl State {
+    fn append(&mut self, bytes: Bytes) {
+        self.bytes += bytes.len();
+        if bytes.len() <= COPY_LIMIT {
+            self.tail.extend_from_slice(&bytes);
+        } else {
+            self.seal_tail();
+            self.chunks.push_back(bytes);
+        }
+    }
+
+    /// Moves the copied messages behind the shared ones.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = self.tail.split().freeze();
+            self.chunks.push_back(tail);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+        self.bytes = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
 }
 
 /// A byte-bounded queue with one writer.
@@ -99,8 +143,7 @@ impl Outbound {
                 return Err((PushError::Full, bytes));
             }
             on_queued(&bytes);
-            state.bytes += bytes.len();
-            state.items.push_back(bytes);
+            state.append(bytes);
         }
         self.notify.notify_one();
         Ok(())
@@ -138,12 +181,10 @@ impl Outbound {
                 return;
             }
             if discard_pending {
-                state.items.clear();
-                state.bytes = 0;
+                state.clear();
             }
             if let Some(last) = last {
-                state.bytes += last.len();
-                state.items.push_back(last);
+                state.append(last);
             }
             state.completed = true;
         }
@@ -156,8 +197,9 @@ impl Outbound {
     pub(crate) fn reset_with(&self, items: Vec<Bytes>) {
         {
             let mut state = self.lock();
-            state.items = items.into();
-            state.bytes = state.items.iter().map(Bytes::len).sum();
+            state.clear();
+            state.bytes = items.iter().map(Bytes::len).sum();
+            state.chunks = items.into();
             state.pong = None;
         }
         self.notify.notify_one();
@@ -182,15 +224,27 @@ impl Outbound {
     /// Takes everything queued now, without waiting. `Done` once finished and empty.
     pub(crate) fn try_batch(&self) -> Option<Batch> {
         let mut state = self.lock();
-        if !state.items.is_empty() {
-            let bytes = std::mem::take(&mut state.bytes);
-            crate::metrics::metrics().bytes_out.inc_by(bytes as u64);
-            let items = std::mem::take(&mut state.items);
-            drop(state);
-            self.space.notify_waiters();
-            return Some(Batch::Data(items));
+        if state.is_empty() {
+            return state.completed.then_some(Batch::Done);
         }
-        state.completed.then_some(Batch::Done)
+        let bytes = std::mem::take(&mut state.bytes);
+        let payload = if state.chunks.is_empty() {
+            let payload = state.tail.split().freeze();
+            if state.tail.capacity() > RETAINED_CAPACITY {
+                state.tail = BytesMut::new();
+            }
+            Some(payload)
+        } else {
+            state.seal_tail();
+            None
+        };
+        let chunks = std::mem::take(&mut state.chunks);
+        drop(state);
+        crate::metrics::metrics().bytes_out.inc_by(bytes as u64);
+        self.space.notify_waiters();
+        Some(Batch::Data(
+            payload.unwrap_or_else(|| concat(chunks, bytes)),
+        ))
     }
 
     /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] once that clock's period passed
@@ -204,7 +258,7 @@ impl Outbound {
                 return batch;
             }
             if self.lock().pong.is_some() {
-                return Batch::Data(VecDeque::new());
+                return Batch::Data(Bytes::new());
             }
             match idle.as_deref_mut() {
                 Some(idle) => {
@@ -220,6 +274,16 @@ impl Outbound {
             }
         }
     }
+}
+
+/// One buffer for several queued pieces (no copy for a single one).
+fn concat(mut chunks: VecDeque<Bytes>, bytes: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop_front().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(bytes);
+    chunks.iter().for_each(|chunk| out.extend_from_slice(chunk));
+    out.freeze()
 }
 
 /// A writer's keep-alive clock. It holds one timer for the writer's life and pushes it back only when
@@ -272,10 +336,10 @@ mod tests {
         let q = Outbound::new(100);
         assert_eq!(q.push(b(150)), Ok(()));
         assert_eq!(q.push(b(1)), Err(PushError::Full));
-        let Some(Batch::Data(items)) = q.try_batch() else {
+        let Some(Batch::Data(payload)) = q.try_batch() else {
             panic!()
         };
-        assert_eq!(items.len(), 1);
+        assert_eq!(payload.len(), 150);
         assert_eq!(q.push(b(60)), Ok(()));
         assert_eq!(q.push(b(40)), Ok(()));
         assert_eq!(q.push(b(1)), Err(PushError::Full));
@@ -287,11 +351,60 @@ mod tests {
         q.push(b(10)).unwrap();
         q.finish(Some(b(3)), true);
         assert_eq!(q.push(b(1)), Err(PushError::Closed));
-        let Some(Batch::Data(items)) = q.try_batch() else {
+        let Some(Batch::Data(payload)) = q.try_batch() else {
             panic!()
         };
-        assert_eq!(items.iter().map(Bytes::len).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(payload.len(), 3);
         assert!(matches!(q.try_batch(), Some(Batch::Done)));
+    }
+
+    fn batch(q: &Outbound) -> Bytes {
+        match q.try_batch() {
+            Some(Batch::Data(payload)) => payload,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn copied_and_shared_messages_keep_their_order() {
+        let q = Outbound::new(1 << 20);
+        let large = Bytes::from(vec![b'L'; COPY_LIMIT + 1]);
+        q.push(Bytes::from_static(b"a")).unwrap();
+        q.push(large.clone()).unwrap();
+        q.push(Bytes::from_static(b"bc")).unwrap();
+        q.push(large.clone()).unwrap();
+        let mut expected = b"a".to_vec();
+        expected.extend_from_slice(&large);
+        expected.extend_from_slice(b"bc");
+        expected.extend_from_slice(&large);
+        assert_eq!(batch(&q), expected);
+        // A lone large message is handed out as it is, without a copy.
+        q.push(large.clone()).unwrap();
+        assert_eq!(batch(&q).as_ptr(), large.as_ptr());
+        assert!(q.try_batch().is_none());
+    }
+
+    #[test]
+    fn the_copy_buffer_is_reused_once_written() {
+        let q = Outbound::new(1 << 20);
+        q.push(Bytes::from_static(b"first")).unwrap();
+        let written = batch(&q);
+        let address = written.as_ptr();
+        drop(written);
+        q.push(Bytes::from_static(b"second")).unwrap();
+        let next = batch(&q);
+        assert_eq!(&next[..], b"second");
+        assert_eq!(next.as_ptr(), address);
+    }
+
+    #[test]
+    fn a_replay_replaces_what_was_queued() {
+        let q = Outbound::new(100);
+        q.push(Bytes::from_static(b"lost")).unwrap();
+        q.reset_with(vec![Bytes::from_static(b"seq"), Bytes::from_static(b"m1")]);
+        assert_eq!(&batch(&q)[..], b"seqm1");
+        // The byte count followed: the bound applies from an empty queue again.
+        assert_eq!(q.push(b(100)), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,6 @@ use http_body_util::BodyExt;
 use hubcast_protocol::Transport;
 use hyper::body::Incoming;
 
-use super::websocket::coalesce;
 use super::{Body, Refusal, attach, bytes, empty, lookup, offered, start_with_posts, text};
 use crate::GatewayInner;
 use crate::close::CloseReason;
@@ -86,16 +85,12 @@ async fn wait(inner: &GatewayInner, connection: &Arc<Connection>) -> Response<Bo
         }
     };
     match batch {
-        Batch::Data(items) => {
+        Batch::Data(payload) => {
             if connection.outbound.is_finished() {
                 // The Close is in this batch; nothing will follow it.
                 inner.manager.remove(&connection.token);
             }
-            no_cache(bytes(
-                StatusCode::OK,
-                "application/octet-stream",
-                coalesce(items),
-            ))
+            no_cache(bytes(StatusCode::OK, "application/octet-stream", payload))
         }
         Batch::Idle => no_cache(bytes(StatusCode::OK, "text/plain", bytes::Bytes::new())),
         Batch::Done => {

@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, StreamBody};
 use hubcast_protocol::Transport;
 use hyper::body::{Frame, Incoming};
 
-use super::websocket::coalesce;
 use super::{Body, Refusal, attach, lookup, offered, start_with_posts};
 use crate::GatewayInner;
 use crate::connection::{Batch, Connection, ConnectionManager, IdleClock};
@@ -97,7 +96,7 @@ async fn next_event(mut stream: Stream) -> Option<(Result<Frame<Bytes>, Infallib
         .next_batch(stream.idle.as_mut())
         .await
     {
-        Batch::Data(items) => coalesce(items),
+        Batch::Data(payload) => payload,
         Batch::Idle => stream
             .connection
             .keep_alive()

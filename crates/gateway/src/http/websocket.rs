@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketWrite};
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -14,7 +13,6 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::WriteHalf;
-use tokio_util::sync::CancellationToken;
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
@@ -100,9 +98,8 @@ pub(crate) fn start(
     ws.set_auto_pong(true);
     ws.set_max_message_size(MAX_FRAME);
     let (read, write) = ws.split(tokio::io::split);
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(connection.clone(), write, stop.clone()));
-    connection.set_writer(stop, writer);
+    let writer = tokio::spawn(write_loop(connection.clone(), write));
+    connection.set_writer(writer);
     Box::new(read)
 }
 
@@ -121,11 +118,11 @@ async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrad
     tracing::debug!(connection_id = %connection.id, "no session took the reconnecting socket");
 }
 
-async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite, stop: CancellationToken) {
+/// Writes what the connection queues until the close frame, a failure, or an abort (a replacing
+/// socket, or this one is gone: see [`Connection::set_writer`]).
+async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
     let send_timeout = connection.endpoint.options.transport_send_timeout;
-    // Both live across iterations: no waiter registration or timer per batch.
-    let cancelled = stop.cancelled();
-    tokio::pin!(cancelled);
+    // The keep-alive clock lives across batches: no timer is registered per batch.
     let mut idle = None;
     loop {
         if idle.is_none() {
@@ -133,11 +130,7 @@ async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite, stop: Cancella
                 .keep_alive()
                 .map(|(_, period)| IdleClock::new(*period));
         }
-        let batch = tokio::select! {
-            biased;
-            _ = &mut cancelled => return,
-            batch = connection.outbound.next_batch(idle.as_mut()) => batch,
-        };
+        let batch = connection.outbound.next_batch(idle.as_mut()).await;
         let step =
             tokio::time::timeout(send_timeout, write_batch(&connection, &mut ws, batch)).await;
         match step {
@@ -145,16 +138,12 @@ async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite, stop: Cancella
             Ok(Ok(false)) => break,
             Ok(Err(error)) => {
                 tracing::debug!(connection_id = %connection.id, %error, "WebSocket write failed");
-                if !stop.is_cancelled() {
-                    connection.transport_failed();
-                }
+                connection.transport_failed();
                 break;
             }
             Err(_) => {
                 tracing::debug!(connection_id = %connection.id, "WebSocket write timed out");
-                if !stop.is_cancelled() {
-                    connection.transport_failed();
-                }
+                connection.transport_failed();
                 break;
             }
         }
@@ -177,8 +166,7 @@ async fn write_batch(
         OpCode::Text
     };
     match batch {
-        Batch::Data(items) => {
-            let payload = coalesce(items);
+        Batch::Data(payload) => {
             if !payload.is_empty() {
                 ws.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload)))
                     .await?;
@@ -198,17 +186,4 @@ async fn write_batch(
     }
     ws.flush().await?;
     Ok(true)
-}
-
-/// One buffer for everything queued (no copy for a single message).
-pub(super) fn coalesce(items: std::collections::VecDeque<Bytes>) -> Bytes {
-    match items.len() {
-        0 => Bytes::new(),
-        1 => items.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(items.iter().map(Bytes::len).sum());
-            items.iter().for_each(|item| out.extend_from_slice(item));
-            out.freeze()
-        }
-    }
 }
