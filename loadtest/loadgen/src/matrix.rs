@@ -118,10 +118,11 @@ impl Server {
                 .env("PING_INTERVAL_MS", "2000000000")
                 .env("PING_TIMEOUT_MS", "2000000000");
         }
+        // Servers' errors show (why one failed to start); their logs are at warning level.
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .kill_on_drop(true);
         command
     }
@@ -131,23 +132,35 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts `command` and waits until `port` accepts connections.
-async fn launch(mut command: Command, port: u16) -> anyhow::Result<(Child, u32)> {
-    let mut child = command.spawn().context("starting a server")?;
-    let pid = child.id().context("no pid")?;
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok((child, pid));
+/// Starts `command(port)` on a free port and waits until it accepts connections; returns the child,
+/// its pid and the port. A port found free can be taken before the server binds it (as the local
+/// end of another process's outgoing connection, say): a server that exits early is started again
+/// on another port, twice at most.
+async fn launch(command: impl Fn(u16) -> Command) -> anyhow::Result<(Child, u32, u16)> {
+    let mut attempt = 0;
+    'start: loop {
+        attempt += 1;
+        let port = free_port()?;
+        let mut child = command(port).spawn().context("starting a server")?;
+        let pid = child.id().context("no pid")?;
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok((child, pid, port));
+            }
+            if let Some(status) = child.try_wait()? {
+                if attempt < 3 {
+                    eprintln!("   the server exited early ({status}); again on another port");
+                    continue 'start;
+                }
+                bail!("server exited early: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if let Some(status) = child.try_wait()? {
-            bail!("server exited early: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        bail!("server did not listen on {port} within 20 s")
     }
-    bail!("server did not listen on {port} within 20 s")
 }
 
 /// The rising rates: `start`, then ×1.5 per step.
@@ -232,20 +245,23 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
 async fn measure(options: &Options, server: Server, nodes: usize) -> anyhow::Result<Report> {
     let mut redis = None;
     let redis_url = if nodes > 1 {
-        let port = free_port()?;
-        let mut command = Command::new(&options.programs.redis_server);
-        command
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true);
-        redis = Some(launch(command, port).await?);
+        let (child, pid, port) = launch(|port| {
+            let mut command = Command::new(&options.programs.redis_server);
+            command
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .kill_on_drop(true);
+            command
+        })
+        .await?;
+        redis = Some((child, pid));
         Some(format!("redis://127.0.0.1:{port}"))
     } else {
         None
@@ -254,12 +270,8 @@ async fn measure(options: &Options, server: Server, nodes: usize) -> anyhow::Res
     let mut servers = Vec::new();
     let mut pids = Vec::new();
     for _ in 0..nodes {
-        let port = free_port()?;
-        let (child, pid) = launch(
-            server.command(&options.programs, port, redis_url.as_deref()),
-            port,
-        )
-        .await?;
+        let (child, pid, port) =
+            launch(|port| server.command(&options.programs, port, redis_url.as_deref())).await?;
         children.push(child);
         pids.push(pid);
         servers.push(SocketAddr::from(([127, 0, 0, 1], port)));
