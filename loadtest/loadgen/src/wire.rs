@@ -317,7 +317,9 @@ impl Conn {
                         Protocol::Json => hubcast_protocol::json::decode(&body)?,
                         Protocol::MessagePack => hubcast_protocol::msgpack::decode(&body)?,
                     };
-                    match message.context("message of an unknown type")? {
+                    // Messages of unknown types are skipped, as the reader's own decoding does.
+                    let Some(message) = message else { continue };
+                    match message {
                         HubMessage::Invocation(call) if call.target == "Broadcast" => {
                             let text: String = call
                                 .arguments

@@ -233,18 +233,18 @@ impl Outbound {
             if state.tail.capacity() > RETAINED_CAPACITY {
                 state.tail = BytesMut::new();
             }
-            Some(payload)
+            drop(state);
+            payload
         } else {
             state.seal_tail();
-            None
+            let chunks = std::mem::take(&mut state.chunks);
+            // Concatenated outside the lock.
+            drop(state);
+            concat(chunks, bytes)
         };
-        let chunks = std::mem::take(&mut state.chunks);
-        drop(state);
         crate::metrics::metrics().bytes_out.inc_by(bytes as u64);
         self.space.notify_waiters();
-        Some(Batch::Data(
-            payload.unwrap_or_else(|| concat(chunks, bytes)),
-        ))
+        Some(Batch::Data(payload))
     }
 
     /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] once that clock's period passed
