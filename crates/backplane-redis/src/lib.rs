@@ -222,6 +222,29 @@ impl RedisBackplane {
         Ok(admitted == 1)
     }
 
+    /// Marks `key` (a revoked session id, say) for `ttl_secs` seconds, on every node.
+    pub async fn mark(&self, key: &str, ttl_secs: u64) -> Result<(), BackplaneError> {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("SET")
+            .arg(format!("{}:mark:{key}", self.inner.channels.prefix()))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .ignore();
+        self.inner.commands.query::<()>(&pipeline).await
+    }
+
+    /// Whether `key` is marked (see [`mark`](Self::mark)).
+    pub async fn is_marked(&self, key: &str) -> Result<bool, BackplaneError> {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("EXISTS")
+            .arg(format!("{}:mark:{key}", self.inner.channels.prefix()));
+        let (exists,): (i64,) = self.inner.commands.query(&pipeline).await?;
+        Ok(exists == 1)
+    }
+
     /// Online users per hub as of the last heartbeat (read at each one, for metrics).
     pub fn presence_sizes(&self) -> Vec<(String, u64)> {
         self.inner.presence.sizes()

@@ -43,11 +43,27 @@ const MAX_PAGE: usize = 1000;
 /// Longest lifetime of a client token `:generateToken` issues.
 const MAX_TOKEN_MINUTES: u64 = 7 * 24 * 60;
 
+/// The claims of a client token `:generateToken` issues.
+#[derive(serde::Serialize)]
+struct ClientClaims<'a> {
+    sub: &'a str,
+    role: &'a [String],
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
 /// The control API over a backplane.
 pub struct ControlApi {
     backplane: Arc<dyn Backplane>,
     auth: ControlAuth,
     token_key: Option<jsonwebtoken::EncodingKey>,
+    /// The `iss` and `aud` the gateways require of client tokens, put into the tokens it issues.
+    token_issuer: Option<String>,
+    token_audience: Option<String>,
 }
 
 /// A failed request: status, error code and message, sent as `{"code", "message"}`, and for a 405 the
@@ -205,12 +221,22 @@ impl ControlApi {
             backplane,
             auth,
             token_key: None,
+            token_issuer: None,
+            token_audience: None,
         }
     }
 
     /// Lets `:generateToken` issue client tokens signed HS256 with `key` (the gateway's token secret).
     pub fn with_token_key(mut self, key: &[u8]) -> Self {
         self.token_key = Some(jsonwebtoken::EncodingKey::from_secret(key));
+        self
+    }
+
+    /// Puts `iss` and `aud` into the client tokens `:generateToken` issues (the gateways'
+    /// `--jwt-issuer` and `--jwt-audience`, which they require of every bearer token).
+    pub fn with_token_claims(mut self, issuer: Option<String>, audience: Option<String>) -> Self {
+        self.token_issuer = issuer;
+        self.token_audience = audience;
         self
     }
 
@@ -520,12 +546,14 @@ impl ControlApi {
                 })?,
         };
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = serde_json::json!({
-            "sub": user,
-            "role": query.roles,
-            "iat": now,
-            "exp": now + minutes * 60,
-        });
+        let claims = ClientClaims {
+            sub: user,
+            role: &query.roles,
+            iat: now,
+            exp: now + minutes * 60,
+            iss: self.token_issuer.as_deref(),
+            aud: self.token_audience.as_deref(),
+        };
         let token =
             jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, key).map_err(|e| {
                 fail(

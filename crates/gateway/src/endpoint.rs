@@ -17,6 +17,8 @@ pub(crate) struct Endpoint {
     pub(crate) path: String,
     pub(crate) options: HubOptions,
     pub(crate) app: App,
+    /// This endpoint's own bearer-token validator, in place of the gateway's (and of session tokens).
+    pub(crate) auth: Option<Arc<crate::auth::JwtAuth>>,
     /// Connections per user and per client address, for `max_connections_per_*`.
     pub(crate) occupancy: Occupancy,
 }

@@ -381,3 +381,113 @@ fn algorithm_confusion_is_refused() {
     .unwrap();
     assert!(auth.validate(&confused).is_err());
 }
+
+/// A token signed with `secret` carrying `claims` (plus an `exp` a minute away).
+fn signed(secret: &[u8], mut claims: serde_json::Value) -> String {
+    claims["exp"] = (jsonwebtoken::get_current_timestamp() + 60).into();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// Regression (issue 17, item 1): with the session secret defaulting to the JWT secret, a token minted
+/// for another audience or issuer fell back to the session validator and was accepted.
+#[tokio::test]
+async fn the_configured_issuer_and_audience_bind_every_bearer_token() {
+    use hubcast_gateway::auth::SessionCookies;
+    let auth = JwtAuth::hmac(SECRET)
+        .with_issuer("https://idp")
+        .with_audience("hubcast");
+    let sessions = SessionCookies::new(SECRET, std::time::Duration::from_secs(3600));
+    let server = start_with_sessions(required(), Some(auth), Some(sessions)).await;
+    let addr = server.addr;
+    let negotiate = |token: String| async move {
+        let bearer = format!("Bearer {token}");
+        let headers = [("authorization", bearer.as_str())];
+        let negotiate = http(
+            addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &headers,
+            b"",
+        );
+        let login = http(addr, "POST", "/auth/login", &headers, b"");
+        (negotiate.await.status, login.await.status)
+    };
+    let good = serde_json::json!({"sub": "ann", "iss": "https://idp", "aud": "hubcast"});
+    assert_eq!(negotiate(signed(SECRET, good)).await, (200, 200));
+    for (what, claims) in [
+        (
+            "other audience",
+            serde_json::json!({"sub": "ann", "iss": "https://idp", "aud": "billing"}),
+        ),
+        (
+            "other issuer",
+            serde_json::json!({"sub": "ann", "iss": "https://evil", "aud": "hubcast"}),
+        ),
+        ("neither", serde_json::json!({"sub": "ann"})),
+        (
+            "session claims, signed with the secret itself",
+            serde_json::json!({"sub": "ann", "iss": "hubcast", "aud": "hubcast-session",
+                "typ": "session", "sid": "forged"}),
+        ),
+    ] {
+        assert_eq!(
+            negotiate(signed(SECRET, claims)).await,
+            (401, 401),
+            "{what}"
+        );
+    }
+}
+
+/// Regression (issue 17, item 4): a session outlived the token it was exchanged for, and the cookie still
+/// worked after logout.
+#[tokio::test]
+async fn sessions_end_with_their_token_and_at_logout() {
+    use hubcast_gateway::auth::SessionCookies;
+    let sessions = SessionCookies::new(b"cookie secret", std::time::Duration::from_secs(24 * 3600));
+    let server = start_with_sessions(required(), Some(JwtAuth::hmac(SECRET)), Some(sessions)).await;
+    let addr = server.addr;
+    let bearer = format!("Bearer {}", token(SECRET, "ann", &[], 30));
+    let login = http(
+        addr,
+        "POST",
+        "/auth/login",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
+    let max_age: u64 = set_cookie
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age <= 30, "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let session_token = login.json()["accessToken"].as_str().unwrap().to_owned();
+    let negotiate = |headers: Vec<(&'static str, String)>| async move {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(
+            addr,
+            "POST",
+            "/hub/negotiate?negotiateVersion=1",
+            &headers,
+            b"",
+        )
+        .await
+        .status
+    };
+    assert_eq!(negotiate(vec![("cookie", cookie.clone())]).await, 200);
+    let as_bearer = ("authorization", format!("Bearer {session_token}"));
+    assert_eq!(negotiate(vec![as_bearer.clone()]).await, 200);
+    let logout = http(addr, "POST", "/auth/logout", &[("cookie", &cookie)], b"").await;
+    assert_eq!(logout.status, 204);
+    assert_eq!(negotiate(vec![("cookie", cookie)]).await, 401);
+    assert_eq!(negotiate(vec![as_bearer]).await, 401);
+}

@@ -1,11 +1,13 @@
-//! The backplane `--backplane` names: `memory` (one node) or Redis, with the per-user rate limiter that
-//! goes with it (cluster-wide on Redis, falling back to this node's count while Redis is unreachable).
+//! The backplane `--backplane` names: `memory` (one node) or Redis, with the per-user rate limiter and
+//! the session revocations that go with it (cluster-wide on Redis, falling back to this node's own
+//! while Redis is unreachable).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use hubcast_backplane::{Backplane, BoxFuture, MemoryBackplane};
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig, redact};
+use hubcast_gateway::auth::{LocalRevocations, Revocations};
 use hubcast_gateway::hub::{LocalRateLimiter, RateLimiter};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -17,6 +19,7 @@ use crate::cli::BackplaneArgs;
 pub(crate) struct Chosen {
     pub(crate) backplane: Arc<dyn Backplane>,
     pub(crate) limiter: Arc<dyn RateLimiter>,
+    pub(crate) revocations: Arc<dyn Revocations>,
     pub(crate) redis: Option<RedisBackplane>,
 }
 
@@ -28,6 +31,7 @@ pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
         return Ok(Chosen {
             backplane: Arc::new(MemoryBackplane::new()),
             limiter: Arc::new(LocalRateLimiter::default()),
+            revocations: Arc::new(LocalRevocations::default()),
             redis: None,
         });
     }
@@ -46,8 +50,45 @@ pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
             redis: redis.clone(),
             local: LocalRateLimiter::default(),
         }),
+        revocations: Arc::new(RedisRevocations {
+            redis: redis.clone(),
+            local: LocalRevocations::default(),
+        }),
         redis: Some(redis),
     })
+}
+
+/// Revoked sessions in Redis, seen by every node; each node also keeps the ones it revoked itself.
+struct RedisRevocations {
+    redis: RedisBackplane,
+    local: LocalRevocations,
+}
+
+impl Revocations for RedisRevocations {
+    fn revoke<'a>(&'a self, session: &'a str, until: u64) -> BoxFuture<'a, ()> {
+        self.local.revoke_now(session, until);
+        Box::pin(async move {
+            let ttl = until.saturating_sub(jsonwebtoken::get_current_timestamp()) + 60;
+            if let Err(error) = self.redis.mark(&format!("revoked:{session}"), ttl).await {
+                tracing::warn!(%error, "a logout is revoked on this node only: Redis is unreachable");
+            }
+        })
+    }
+
+    fn is_revoked<'a>(&'a self, session: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if self.local.contains(session) {
+                return true;
+            }
+            match self.redis.is_marked(&format!("revoked:{session}")).await {
+                Ok(revoked) => revoked,
+                Err(error) => {
+                    tracing::debug!(%error, "session revocations read on this node only");
+                    false
+                }
+            }
+        })
+    }
 }
 
 /// Per-user token buckets in Redis, shared by every node.

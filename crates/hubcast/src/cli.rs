@@ -159,6 +159,12 @@ pub(crate) struct ControlArgs {
     /// HMAC secret of the gateways' client tokens, so `:generateToken` can issue them.
     #[arg(long, env = "HUBCAST_JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,
+    /// The `iss` the gateways require (`--jwt-issuer`), put into the tokens `:generateToken` issues.
+    #[arg(long, env = "HUBCAST_JWT_ISSUER")]
+    pub(crate) jwt_issuer: Option<String>,
+    /// The `aud` the gateways require (`--jwt-audience`), put into the tokens `:generateToken` issues.
+    #[arg(long, env = "HUBCAST_JWT_AUDIENCE")]
+    pub(crate) jwt_audience: Option<String>,
     /// Log format (the level comes from HUBCAST_LOG).
     #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,

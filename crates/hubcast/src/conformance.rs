@@ -14,6 +14,7 @@ use chrono::TimeZone;
 use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
 use hubcast_backplane::ConnectionId;
+use hubcast_gateway::auth::JwtAuth;
 use hubcast_gateway::http::bytes as response_bytes;
 use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{
@@ -318,14 +319,19 @@ pub(crate) fn cluster_hub() -> Hub<TestHub> {
         .build()
 }
 
+/// The issuer and audience of the test server's tokens.
+const TEST_ISSUER: &str = "SignalRTestServer";
+const TEST_AUDIENCE: &str = "SignalRTests";
+
 /// A token like the .NET test server's `/generateJwtToken`: NameIdentifier `testuser`, issuer
 /// `SignalRTestServer`, audience `SignalRTests`, valid for 5 seconds (plus the validation leeway).
+/// Signed with the conformance hubs' own random key: no other hub accepts it.
 fn test_token(secret: &[u8]) -> Option<String> {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({
         "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier": "testuser",
-        "iss": "SignalRTestServer",
-        "aud": "SignalRTests",
+        "iss": TEST_ISSUER,
+        "aud": TEST_AUDIENCE,
         "nbf": now,
         "exp": now + 5,
     });
@@ -344,12 +350,16 @@ const NO_ARGS: [(); 0] = [];
 pub(crate) type TestHubHandle = Arc<OnceLock<HubContext>>;
 
 /// Mounts the conformance endpoints on `builder`; fill the returned handle with the `TestHub` context
-/// once the gateway is built.
+/// once the gateway is built. `/authorizedhub` accepts only the tokens of `/generateJwtToken`, signed
+/// with a key made up for this process.
 pub(crate) fn mount(
     builder: GatewayBuilder,
     base: &HubOptions,
-    secret: Option<Vec<u8>>,
-) -> (GatewayBuilder, TestHubHandle) {
+) -> anyhow::Result<(GatewayBuilder, TestHubHandle)> {
+    let secret = hubcast_protocol::ids::random_id()?.into_bytes();
+    let auth = JwtAuth::hmac(&secret)
+        .with_issuer(TEST_ISSUER)
+        .with_audience(TEST_AUDIENCE);
     let handle: TestHubHandle = Arc::new(OnceLock::new());
     let options = HubOptions {
         enable_detailed_errors: true,
@@ -384,16 +394,21 @@ pub(crate) fn mount(
                 .build(),
             authorized,
         )
+        .endpoint_authentication("/authorizedhub", auth)
         .route(
             "/generatejwttoken",
             Arc::new(move |_| {
-                let token = secret.as_deref().and_then(test_token);
+                let token = test_token(&secret);
                 Box::pin(async move {
                     match token {
                         Some(token) => {
                             response_bytes(StatusCode::OK, "text/plain", Bytes::from(token))
                         }
-                        None => response_bytes(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
+                        None => response_bytes(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain",
+                            Bytes::new(),
+                        ),
                     }
                 })
             }),
@@ -458,5 +473,5 @@ pub(crate) fn mount(
                 headers.append(header::SET_COOKIE, HeaderValue::from_static(cookie));
             }
         }));
-    (builder, handle)
+    Ok((builder, handle))
 }

@@ -151,7 +151,8 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .map(String::into_bytes)
         .or_else(|| secret.clone())
         .unwrap_or(random);
-    let sessions = SessionCookies::new(&session_secret, Duration::from_secs(24 * 3600));
+    let sessions = SessionCookies::new(&session_secret, Duration::from_secs(24 * 3600))
+        .with_revocations(chosen.revocations.clone());
     builder = builder.session_cookies(if !key_configured || args.dev_auth {
         sessions.with_dev_login()
     } else {
@@ -174,13 +175,13 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         let options = config.hub_options(&upstream.hub)?;
         builder = builder.hub(&path, upstream_hub(upstream.clone())?, options);
     }
-    let api = control_api(&chosen, &args.control, secret.as_deref())?;
+    let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
+    let api = control_api(&chosen, &args.control, secret.as_deref(), token_claims)?;
     builder = builder.route("/api/", api.route_handler());
     builder = builder.fallback(web::page(args.web_root.clone()));
     let mut test_hub = None;
     if args.conformance {
-        let (mounted, handle) =
-            conformance::mount(builder, &config.hub_options("TestHub")?, secret);
+        let (mounted, handle) = conformance::mount(builder, &config.hub_options("TestHub")?)?;
         builder = mounted;
         test_hub = Some(handle);
     }
@@ -235,11 +236,12 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
 }
 
 /// The control API over the node's backplane, with the credentials the flags name; `token_key` signs the
-/// client tokens of `:generateToken`.
+/// client tokens of `:generateToken`, which carry the gateways' required `(iss, aud)`.
 fn control_api(
     chosen: &backplane::Chosen,
     access: &ControlAccess,
     token_key: Option<&[u8]>,
+    (issuer, audience): (Option<String>, Option<String>),
 ) -> anyhow::Result<Arc<ControlApi>> {
     let mut auth = ControlAuth::default();
     for key in &access.access_key {
@@ -256,7 +258,7 @@ fn control_api(
             "the control API at /api refuses every call: no --access-key or --api-key-sha256"
         );
     }
-    let api = ControlApi::new(chosen.backplane.clone(), auth);
+    let api = ControlApi::new(chosen.backplane.clone(), auth).with_token_claims(issuer, audience);
     Ok(Arc::new(match token_key {
         Some(key) => api.with_token_key(key),
         None => api,
@@ -291,7 +293,8 @@ fn control(args: ControlArgs) -> anyhow::Result<()> {
         }
         let chosen = backplane::choose(&args.backplane).await?;
         let token_key = args.jwt_secret.as_deref().map(str::as_bytes);
-        let api = control_api(&chosen, &args.control, token_key)?;
+        let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
+        let api = control_api(&chosen, &args.control, token_key, token_claims)?;
         let gateway = GatewayBuilder::new(chosen.backplane.clone())
             .route("/api/", api.route_handler())
             .build()

@@ -14,7 +14,7 @@ mod session;
 
 use std::borrow::Cow;
 
-pub use session::{COOKIE_NAME, SessionCookies};
+pub use session::{COOKIE_NAME, LocalRevocations, Revocations, SessionCookies};
 
 use hubcast_backplane::UserId;
 use jsonwebtoken::jwk::JwkSet;
@@ -126,6 +126,10 @@ impl JwtAuth {
     /// Requires the `iss` claim to be `issuer`.
     pub fn with_issuer(mut self, issuer: &str) -> Self {
         self.validation.set_issuer(&[issuer]);
+        // Without this a token lacking `iss` altogether would pass.
+        self.validation
+            .required_spec_claims
+            .insert("iss".to_owned());
         self
     }
 
@@ -133,6 +137,9 @@ impl JwtAuth {
     pub fn with_audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
         self.validation.validate_aud = true;
+        self.validation
+            .required_spec_claims
+            .insert("aud".to_owned());
         self
     }
 
@@ -285,6 +292,14 @@ mod tests {
                 json!({"sub": "ann", "iss": "me", "aud": "them", "exp": now() + 60}),
             ),
             ("no exp", json!({"sub": "ann", "iss": "me", "aud": "us"})),
+            (
+                "no issuer",
+                json!({"sub": "ann", "aud": "us", "exp": now() + 60}),
+            ),
+            (
+                "no audience",
+                json!({"sub": "ann", "iss": "me", "exp": now() + 60}),
+            ),
         ];
         for (what, claims) in cases.drain(..) {
             assert!(auth.validate(&sign(claims, b"secret")).is_err(), "{what}");

@@ -144,7 +144,7 @@ async fn route(
         if request.method() == Method::OPTIONS {
             return inner.cors.preflight(&headers);
         }
-        let mut response = match authenticate(&inner, endpoint, &request) {
+        let mut response = match authenticate(&inner, endpoint, &request).await {
             Err(refusal) => refusal.response(),
             Ok(_)
                 if fastwebsockets::upgrade::is_upgrade_request(&request)
@@ -166,22 +166,30 @@ async fn route(
 
 /// The request's user: `None` without a (valid) token, refused when the hub requires authentication.
 /// Tokens are only read on hub paths (this is the only caller).
-fn authenticate<B>(
+async fn authenticate<B>(
     inner: &GatewayInner,
     endpoint: &Endpoint,
     request: &Request<B>,
 ) -> Result<Option<User>, Refusal> {
-    // A bearer token (the configured keys, or a session token handed out at sign-in), else the
-    // session cookie.
+    // A bearer token (the endpoint's own keys; else the configured keys, or a session token handed
+    // out at sign-in), else the session cookie. Session tokens are told apart by their own key and
+    // claims, so the configured issuer and audience bind every other token.
+    let sessions = match endpoint.auth {
+        Some(_) => None,
+        None => inner.sessions.as_deref(),
+    };
+    let validator = endpoint.auth.as_ref().or(inner.auth.as_ref());
     let token = crate::auth::bearer_token(request.headers(), request.uri());
     let presented = token.is_some();
-    let bearer = token.and_then(|token| {
-        let configured = inner
-            .auth
-            .as_ref()
-            .and_then(|auth| auth.validate(&token).ok());
-        configured.or_else(|| inner.sessions.as_ref()?.validate(&token))
-    });
+    let mut bearer = None;
+    if let Some(token) = &token {
+        bearer = validator.and_then(|auth| auth.validate(token).ok());
+        if bearer.is_none()
+            && let Some(sessions) = sessions
+        {
+            bearer = sessions.validate(token).await;
+        }
+    }
     let failure = |reason: &str| {
         crate::metrics::metrics()
             .auth_failures
@@ -191,7 +199,11 @@ fn authenticate<B>(
     if presented && bearer.is_none() {
         failure("invalid_token");
     }
-    let user = bearer.or_else(|| inner.sessions.as_ref()?.user(request.headers()));
+    let user = match (bearer, sessions) {
+        (Some(user), _) => Some(user),
+        (None, Some(sessions)) => sessions.user(request.headers()).await,
+        (None, None) => None,
+    };
     if endpoint.options.require_authentication && user.is_none() {
         if !presented {
             failure("missing_credentials");

@@ -1,0 +1,74 @@
+'use strict';
+// Security regressions found by an adversarial run, against the real binary: token boundaries
+// (conformance tokens, control-API client tokens, issuer and audience), HTTP hardening headers and
+// limits. The protocol-level cases (framing, slow consumers, limits) are in the Rust tests.
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const { startServer } = require('./server');
+
+const SECRET = 'security-test-jwt-secret-of-enough-length';
+const ACCESS_KEY = 'security-test-access-key';
+let server;
+
+before(async () => {
+  server = await startServer({
+    env: {
+      HUBCAST_JWT_SECRET: SECRET,
+      HUBCAST_JWT_ISSUER: 'https://idp.example',
+      HUBCAST_JWT_AUDIENCE: 'hubcast',
+      HUBCAST_ACCESS_KEY: ACCESS_KEY,
+    },
+  });
+});
+after(async () => { await server?.stop(); });
+
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+function jwt(claims, key) {
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${crypto.createHmac('sha256', key).update(head).digest('base64url')}`;
+}
+const inAMinute = () => Math.floor(Date.now() / 1000) + 60;
+
+async function negotiate(path, token) {
+  const response = await fetch(`${server.url}${path}/negotiate?negotiateVersion=1`, {
+    method: 'POST', headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return response.status;
+}
+
+test('a /generateJwtToken token opens /authorizedhub only, never the chat hub', async () => {
+  const token = await (await fetch(`${server.url}/generateJwtToken`)).text();
+  assert.equal(await negotiate('/authorizedhub', token), 200);
+  assert.equal(await negotiate('/hubs/chat', token), 401);
+  // And a token of the configured keys is no conformance token.
+  const real = jwt({ sub: 'ann', iss: 'https://idp.example', aud: 'hubcast', exp: inAMinute() }, SECRET);
+  assert.equal(await negotiate('/hubs/chat', real), 200);
+  assert.equal(await negotiate('/authorizedhub', real), 401);
+});
+
+test('tokens minted with the shared secret for another audience or issuer are refused everywhere', async () => {
+  for (const claims of [
+    { sub: 'ann', iss: 'https://idp.example', aud: 'billing' },
+    { sub: 'ann', iss: 'https://other.example', aud: 'hubcast' },
+    { sub: 'ann' },
+  ]) {
+    const token = jwt({ ...claims, exp: inAMinute() }, SECRET);
+    assert.equal(await negotiate('/hubs/chat', token), 401, JSON.stringify(claims));
+    const login = await fetch(`${server.url}/auth/login`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(login.status, 401, JSON.stringify(claims));
+  }
+});
+
+test('client tokens of the control API carry the required issuer and audience', async () => {
+  const url = `${server.url}/api/v1/hubs/chat/:generateToken`;
+  const response = await fetch(`${url}?userId=ann`, {
+    method: 'POST', headers: { authorization: `Bearer ${jwt({ aud: url, exp: inAMinute() }, ACCESS_KEY)}` },
+  });
+  assert.equal(response.status, 200);
+  const { token } = await response.json();
+  const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url'));
+  assert.equal(claims.iss, 'https://idp.example');
+  assert.equal(claims.aud, 'hubcast');
+  assert.equal(await negotiate('/hubs/chat', token), 200);
+});
