@@ -72,3 +72,18 @@ test('client tokens of the control API carry the required issuer and audience', 
   assert.equal(claims.aud, 'hubcast');
   assert.equal(await negotiate('/hubs/chat', token), 200);
 });
+
+test('the chat page forbids framing, sniffing and foreign scripts', async () => {
+  const response = await fetch(`${server.url}/`);
+  const csp = response.headers.get('content-security-policy');
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+  assert.equal(response.headers.get('x-frame-options'), 'DENY');
+});
+
+test('a POST to an unknown path is 404 like a GET; to a page file it is 405', async () => {
+  assert.equal((await fetch(`${server.url}/no-such-path`, { method: 'POST' })).status, 404);
+  assert.equal((await fetch(`${server.url}/no-such-path`)).status, 404);
+  assert.equal((await fetch(`${server.url}/chat.js`, { method: 'POST' })).status, 405);
+});

@@ -31,14 +31,14 @@ impl Readiness {
 
 /// Serves the admin endpoints until `shutdown`.
 pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: CancellationToken) {
+    let errors = crate::http::ErrorLog::default();
+    let http1 = crate::http::ServerLimits::default().http1();
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
+            accepted = crate::http::accept(&listener, &errors) => accepted,
         };
+        let http1 = http1.clone();
         let readiness = readiness.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -57,9 +57,7 @@ pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: Cancel
                     })
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = http1.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

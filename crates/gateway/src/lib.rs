@@ -49,6 +49,7 @@ pub(crate) struct GatewayInner {
     pub(crate) sessions: Option<Arc<auth::SessionCookies>>,
     pub(crate) cors: http::cors::Cors,
     pub(crate) fallback: Option<RouteHandler>,
+    pub(crate) limits: http::ServerLimits,
 }
 
 /// Why a gateway could not be built.
@@ -87,6 +88,7 @@ pub struct GatewayBuilder {
     allowed_origins: Vec<String>,
     limiter: Arc<dyn hub::RateLimiter>,
     fallback: Option<RouteHandler>,
+    limits: http::ServerLimits,
 }
 
 impl GatewayBuilder {
@@ -103,7 +105,14 @@ impl GatewayBuilder {
             allowed_origins: Vec::new(),
             limiter: Arc::new(hub::LocalRateLimiter::default()),
             fallback: None,
+            limits: http::ServerLimits::default(),
         }
+    }
+
+    /// The HTTP listener's limits (timeouts, connection caps, header size).
+    pub fn server_limits(mut self, limits: http::ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves requests no route or endpoint matched (a web page, say); without one they get 404.
@@ -230,6 +239,7 @@ impl GatewayBuilder {
                 auth: self.auth,
                 sessions: self.sessions,
                 fallback: self.fallback,
+                limits: self.limits,
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,

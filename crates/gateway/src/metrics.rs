@@ -42,6 +42,11 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Control-API requests by status code.
     pub control_requests: IntCounterVec,
+    /// TCP connections closed at accept, by the cap they were over (`max_connections`,
+    /// `max_connections_per_ip`).
+    pub refused_tcp_connections: IntCounterVec,
+    /// Failed accepts (out of file descriptors, say).
+    pub accept_errors: IntCounter,
     /// Upstream requests by category and outcome.
     pub upstream_requests: IntCounterVec,
     /// Transport connections (negotiated, not yet closed).
@@ -191,6 +196,19 @@ impl Metrics {
                 "hubcast_control_requests_total",
                 "Control-API requests by status",
                 &["status"],
+            ),
+            refused_tcp_connections: counter(
+                r,
+                "hubcast_http_refused_connections_total",
+                "TCP connections closed at accept, by the cap they were over",
+                &["reason"],
+            ),
+            accept_errors: registered(
+                r,
+                IntCounter::new(
+                    "hubcast_http_accept_errors_total",
+                    "Failed accepts (out of file descriptors, say)",
+                ),
             ),
             upstream_requests: counter(
                 r,

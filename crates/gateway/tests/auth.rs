@@ -491,3 +491,30 @@ async fn sessions_end_with_their_token_and_at_logout() {
     assert_eq!(negotiate(vec![("cookie", cookie)]).await, 401);
     assert_eq!(negotiate(vec![as_bearer]).await, 401);
 }
+
+/// Regression (issue 17, item 11): the connection went to whoever attached first, so another user with
+/// a leaked connection token took it and locked the negotiating user out.
+#[tokio::test]
+async fn a_leaked_connection_token_is_useless_to_another_user() {
+    let server = start_with(required(), Some(JwtAuth::hmac(SECRET))).await;
+    let addr = server.addr;
+    let ann = format!("Bearer {}", token(SECRET, "ann", &[], 60));
+    let bob = format!("Bearer {}", token(SECRET, "bob", &[], 60));
+    let json = http(
+        addr,
+        "POST",
+        "/hub/negotiate?negotiateVersion=1",
+        &[("authorization", &ann)],
+        b"",
+    )
+    .await
+    .json();
+    let path = format!("/hub?id={}", json["connectionToken"].as_str().unwrap());
+    // Bob comes first, on every transport request: refused, and nothing is attached.
+    for method in ["GET", "POST", "DELETE"] {
+        let response = http(addr, method, &path, &[("authorization", &bob)], b"x").await;
+        assert_eq!(response.status, 403, "{method}");
+    }
+    let first = http(addr, "GET", &path, &[("authorization", &ann)], b"").await;
+    assert_eq!(first.status, 200);
+}

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hubcast_gateway::HubOptions;
+use hubcast_gateway::http::ServerLimits;
 use hubcast_gateway::upstream::UpstreamOptions;
 use serde::Deserialize;
 
@@ -40,6 +41,7 @@ struct FileConfig {
     #[serde(with = "humantime_serde")]
     drain_window: Duration,
     allowed_origins: Vec<String>,
+    server: ServerLimits,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
     upstreams: Vec<UpstreamOptions>,
@@ -54,6 +56,7 @@ impl Default for FileConfig {
             shutdown_grace: Duration::from_secs(10),
             drain_window: Duration::ZERO,
             allowed_origins: Vec::new(),
+            server: ServerLimits::default(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
             upstreams: Vec::new(),
@@ -71,6 +74,8 @@ pub(crate) struct Config {
     /// On shutdown, connections are closed spread over this window (within the grace period).
     pub(crate) drain_window: Duration,
     pub(crate) allowed_origins: Vec<String>,
+    /// The client listener's limits (timeouts, connection caps, header size).
+    pub(crate) server: ServerLimits,
     /// Upstream hubs: methods and connection events go to an HTTP backend.
     pub(crate) upstreams: Vec<UpstreamOptions>,
     hub: toml::Table,
@@ -101,6 +106,7 @@ impl Config {
             shutdown_grace: parsed.shutdown_grace,
             drain_window: parsed.drain_window,
             allowed_origins: parsed.allowed_origins,
+            server: parsed.server,
             upstreams: parsed.upstreams,
             hub,
             hubs: parsed.hubs,
@@ -167,6 +173,7 @@ mod tests {
         assert_eq!(config.hub_options("chat").unwrap(), HubOptions::default());
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.server, ServerLimits::default());
         let empty = Config::load(None, &HashMap::new()).unwrap();
         assert_eq!(empty.hub_options("x").unwrap(), HubOptions::default());
     }

@@ -125,6 +125,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| config.allowed_origins.clone());
     let mut builder = GatewayBuilder::new(chosen.backplane.clone())
         .rate_limiter(chosen.limiter.clone())
+        .server_limits(config.server.clone())
         .allowed_origins(origins);
     // Without any key configured: dev mode, with a secret made up for this process.
     let key_configured =

@@ -5,6 +5,7 @@
 //! HTTP/1.1 (fastwebsockets has no WebSockets over HTTP/2 anyway).
 
 pub(crate) mod cors;
+mod listener;
 mod long_polling;
 mod negotiate;
 mod sse;
@@ -30,6 +31,9 @@ use crate::GatewayInner;
 use crate::connection::{Attachment, Connection};
 use crate::endpoint::Endpoint;
 use crate::hub::User;
+
+pub use listener::ServerLimits;
+pub(crate) use listener::{ErrorLog, accept};
 
 /// The response body type of every handler.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -76,28 +80,29 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) {
+    let admission = listener::Admission::new(&inner.limits);
+    let http1 = inner.limits.http1();
+    let errors = ErrorLog::default();
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &errors) => accepted,
+        };
+        // Over a cap: closed at once, before any byte is read.
+        let Some(admitted) = admission.admit(remote.ip()) else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
         let closing = shutdown.clone();
+        let http1 = http1.clone();
         tokio::spawn(async move {
+            let _admitted = admitted;
             let service = hyper::service::service_fn(move |request| {
                 let inner = inner.clone();
                 async move { Ok::<_, Infallible>(route(inner, request, remote).await) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
+            let connection = http1
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(connection);
@@ -117,8 +122,41 @@ pub(crate) async fn serve(
     }
 }
 
-/// Routes one request.
+/// Serves one request: refuses HTTP/1.1 requests without `Host` (RFC 9112 §3.2), routes the rest, and
+/// closes the connection after an error answered to a request with a body (the handler may not have
+/// read it, so the connection cannot carry another request; the client is told so).
 async fn route(
+    inner: Arc<GatewayInner>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
+    if request.version() == http::Version::HTTP_11 && !request.headers().contains_key(header::HOST)
+    {
+        let mut response = text(StatusCode::BAD_REQUEST, "Host header required");
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut response = dispatch(inner, request, remote).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// Routes one request.
+async fn dispatch(
     inner: Arc<GatewayInner>,
     request: Request<Incoming>,
     remote: SocketAddr,
@@ -213,10 +251,16 @@ async fn authenticate<B>(
     Ok(user)
 }
 
-/// A request on an existing connection must come from the user that opened it.
+/// A request on an existing connection must come from the user that negotiated it (or, for a
+/// connection negotiated anonymously, from the user whose request attached its transport): a leaked
+/// connection token gives another user nothing.
 fn same_user(connection: &Connection, user: Option<&User>) -> Result<(), Refusal> {
-    match connection.user() {
-        Some(owner) if user.map(|u| &u.id) != Some(&owner.id) => Err(Refusal::Forbidden),
+    let owner = connection
+        .owner
+        .as_ref()
+        .or(connection.user().map(|u| &u.id));
+    match owner {
+        Some(owner) if user.map(|u| &u.id) != Some(owner) => Err(Refusal::Forbidden),
         _ => Ok(()),
     }
 }

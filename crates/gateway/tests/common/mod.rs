@@ -204,6 +204,11 @@ pub async fn start_with_sessions(
     if let Some(sessions) = sessions {
         builder = builder.session_cookies(sessions);
     }
+    serve_built(builder).await
+}
+
+/// Builds `builder` and serves it on a free loopback port.
+pub async fn serve_built(builder: GatewayBuilder) -> TestServer {
     let gateway = builder.build().await.unwrap();
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
