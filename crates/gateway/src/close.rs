@@ -18,6 +18,13 @@ pub enum CloseReason {
     HandshakeFailed,
     /// The client sent bytes that are not the hub protocol, or a message over the size limit.
     ProtocolError(String),
+    /// The client broke the WebSocket protocol (RFC 6455): the socket closes with `code`.
+    WebSocketViolation {
+        /// The WebSocket close code: 1002, 1007 or 1009.
+        code: u16,
+        /// What was wrong.
+        detail: &'static str,
+    },
     /// The client did not read fast enough; its outbound queue overflowed.
     SlowConsumer,
     /// `on_connected` failed.
@@ -33,6 +40,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The WebSocket close code the socket ends with: the violation's, else 1000 (normal closure).
+    pub fn websocket_code(&self) -> u16 {
+        match self {
+            CloseReason::WebSocketViolation { code, .. } => *code,
+            _ => 1000,
+        }
+    }
+
     /// A short, stable label (logs and metrics).
     pub fn label(&self) -> &'static str {
         match self {
@@ -42,6 +57,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::HandshakeFailed => "handshake_failed",
             CloseReason::ProtocolError(_) => "protocol_error",
+            CloseReason::WebSocketViolation { .. } => "websocket_violation",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::ConnectedHandlerFailed(_) => "on_connected_failed",
             CloseReason::ServerShutdown => "server_shutdown",
@@ -73,6 +89,9 @@ impl CloseReason {
             ),
             CloseReason::ProtocolError(detail) => {
                 (Some(with(&format!("InvalidDataException: {detail}"))), true)
+            }
+            CloseReason::WebSocketViolation { detail, .. } => {
+                (Some(with(&format!("WebSocketException: {detail}"))), false)
             }
             CloseReason::SlowConsumer => (
                 Some(with(

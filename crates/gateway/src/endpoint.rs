@@ -192,5 +192,9 @@ pub(crate) fn inbound_end_reason(end: InboundEnd) -> crate::close::CloseReason {
             tracing::debug!(%detail, "transport failed");
             crate::close::CloseReason::TransportLost
         }
+        InboundEnd::Violation { code, detail } => {
+            tracing::debug!(code, detail, "the client broke the WebSocket protocol");
+            crate::close::CloseReason::WebSocketViolation { code, detail }
+        }
     }
 }

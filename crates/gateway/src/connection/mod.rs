@@ -10,7 +10,7 @@ mod manager;
 pub(crate) mod outbound;
 mod request;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,8 @@ pub(crate) struct Connection {
     user: OnceLock<crate::hub::User>,
     /// WebSocket frames are Binary (MessagePack, or a raw handler writing binary) rather than Text.
     binary: AtomicBool,
+    /// The code of the WebSocket close frame (1000 unless the client broke the protocol).
+    websocket_close_code: AtomicU16,
     /// Why the connection is being closed, set once by whoever closes it first.
     close_reason: OnceLock<CloseReason>,
     /// The framed Ping and its period, once a hub handshake has chosen the protocol.
@@ -129,6 +131,7 @@ impl Connection {
             request: OnceLock::new(),
             user: OnceLock::new(),
             binary: AtomicBool::new(false),
+            websocket_close_code: AtomicU16::new(1000),
             close_reason: OnceLock::new(),
             keep_alive: OnceLock::new(),
             poll_changed: Notify::new(),
@@ -408,6 +411,15 @@ impl Connection {
     /// The transport request, once a transport is attached.
     pub(crate) fn request(&self) -> Option<Arc<RequestInfo>> {
         self.request.get().cloned()
+    }
+
+    /// Sets the code the WebSocket close frame will carry.
+    pub(crate) fn set_websocket_close_code(&self, code: u16) {
+        self.websocket_close_code.store(code, Ordering::Relaxed);
+    }
+
+    pub(crate) fn websocket_close_code(&self) -> u16 {
+        self.websocket_close_code.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_binary(&self, binary: bool) {

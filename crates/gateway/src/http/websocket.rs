@@ -81,7 +81,7 @@ pub(super) fn upgrade(
 
 async fn run(connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
     let read = start(&connection, ws);
-    run_application(connection.clone(), Inbound::WebSocket(read)).await;
+    run_application(connection.clone(), Inbound::websocket(read)).await;
     // Let the writer send what the application queued last (its Close, the close frame).
     if let Some(writer) = connection.take_writer() {
         let _ = writer.await;
@@ -179,7 +179,8 @@ async fn write_batch(
             }
         }
         Batch::Done => {
-            ws.write_frame(Frame::close(1000, b"")).await?;
+            ws.write_frame(Frame::close(connection.websocket_close_code(), b""))
+                .await?;
             ws.flush().await?;
             return Ok(false);
         }

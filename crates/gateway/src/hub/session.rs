@@ -171,7 +171,7 @@ pub(super) async fn run(hub: Arc<HubRuntime>, connection: Arc<Connection>, mut i
     let reason = session.connected(reader, &mut inbound).await;
     let transport_lost = reason == CloseReason::TransportLost;
     session.disconnected(reason).await;
-    if transport == Transport::WebSockets && !transport_lost {
+    if transport == Transport::WebSockets && !transport_lost && inbound.may_continue() {
         // Let the client finish the WebSocket close handshake before the socket is dropped.
         let drain = async { while inbound.next(&session.connection).await.is_ok() {} };
         let _ = tokio::time::timeout(options.websocket_close_timeout, drain).await;
@@ -337,7 +337,7 @@ impl Session {
         }
         // Bytes of a message cut off by the drop are useless; the client resends whole messages.
         *reader = MessageReader::new(self.protocol, options.max_message_size());
-        *inbound = Inbound::WebSocket(crate::http::websocket::start(&self.connection, socket));
+        *inbound = Inbound::websocket(crate::http::websocket::start(&self.connection, socket));
         // Whatever the old socket reported while going away is handled.
         self.connection.take_lost();
         tracing::debug!(connection_id = %self.connection.id, "resumed after a stateful reconnect");
@@ -691,6 +691,8 @@ impl Session {
             let message: HubMessage<Arguments, RawValue> = HubMessage::Close(close.clone());
             encode_message(self.protocol, &message, shared.options.json_naming_policy).ok()
         });
+        self.connection
+            .set_websocket_close_code(reason.websocket_code());
         self.connection
             .outbound
             .finish(bytes, reason == CloseReason::SlowConsumer);
