@@ -34,7 +34,10 @@ use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{Context, GroupName, Hub, HubError};
 use hubcast_protocol::dotnet::DateTime;
 
-use crate::store::{MessageStore, StoredMessage, direct_room};
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
+
+use crate::store::{MessageStore, StoredMessage, direct_room, direct_users};
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE: usize = 4000;
@@ -61,6 +64,9 @@ pub struct Chat {
     typing: Mutex<HashMap<String, Instant>>,
 }
 
+/// Entries of the typing map above which those older than [`TYPING_EVERY`] are dropped.
+const TYPING_PRUNE_AT: usize = 256;
+
 impl Chat {
     /// A chat keeping its history in `store`.
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
@@ -68,6 +74,28 @@ impl Chat {
             store,
             typing: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a typing event of `name` is relayed: a stop always (and it forgets the user), a start at
+    /// most every [`TYPING_EVERY`]. The map holds only users who started typing lately: once it has
+    /// [`TYPING_PRUNE_AT`] entries, the stale ones are dropped.
+    fn typing_due(&self, name: &str, is_typing: bool) -> bool {
+        let mut typing = self.typing.lock().unwrap_or_else(|p| p.into_inner());
+        if !is_typing {
+            typing.remove(name);
+            return true;
+        }
+        if typing
+            .get(name)
+            .is_some_and(|at| at.elapsed() < TYPING_EVERY)
+        {
+            return false;
+        }
+        if typing.len() >= TYPING_PRUNE_AT {
+            typing.retain(|_, at| at.elapsed() < TYPING_EVERY);
+        }
+        typing.insert(name.to_owned(), Instant::now());
+        true
     }
 }
 
@@ -99,7 +127,7 @@ async fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
         .store
         .muted_until(&user(ctx))
         .await
-        .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+        .map_err(store_error("muted_until"))?;
     match until {
         Some(until) => Err(HubError::new(format!(
             "You are muted until {}.",
@@ -134,24 +162,56 @@ fn check_message(message: &str) -> Result<(), HubError> {
     }
     if message
         .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
     {
         return Err(HubError::new("Message contains control characters."));
     }
     Ok(())
 }
 
-fn check_room(room: &str) -> Result<(), HubError> {
-    let valid = !room.is_empty()
-        && room.chars().count() <= MAX_ROOM
-        && room
+/// The explicit bidirectional formatting characters (embeddings, overrides, isolates, marks), which can
+/// make a name or a message read differently from what it is (Trojan Source).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// A room name, NFKC-normalised (full-width `ｌｏｂｂｙ` is `lobby`), or why it is refused: 1 to
+/// [`MAX_ROOM`] letters, digits, `-`, `_` or `.`, of one script (no Cyrillic `а` inside a Latin
+/// `admin`), and not a non-ASCII look-alike of an ASCII name (an all-Cyrillic `аdmіn`).
+fn check_room(room: &str) -> Result<String, HubError> {
+    let normalized: String = room.nfkc().collect();
+    let well_formed = !normalized.is_empty()
+        && normalized.chars().count() <= MAX_ROOM
+        && normalized
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !well_formed {
+        return Err(HubError::new(format!(
+            "Room names are 1 to {MAX_ROOM} letters, digits, '-', '_' or '.'."
+        )));
+    }
+    let looks_ascii =
+        !normalized.is_ascii() && unicode_security::skeleton(&normalized).all(|c| c.is_ascii());
+    if !normalized.as_str().is_single_script() || looks_ascii {
+        return Err(HubError::new(
+            "Room names must not mix scripts or imitate another name.",
+        ));
+    }
+    Ok(normalized)
+}
+
+/// Longest user id `SendDirect` accepts, in characters.
+pub const MAX_USER: usize = 128;
+
+fn check_recipient(user: &str) -> Result<(), HubError> {
+    let valid = !user.trim().is_empty()
+        && user.chars().count() <= MAX_USER
+        && !user.chars().any(|c| c.is_control() || is_bidi_control(c));
     if valid {
         Ok(())
     } else {
         Err(HubError::new(format!(
-            "Room names are 1 to {MAX_ROOM} letters, digits, '-', '_' or '.'."
+            "The recipient is a user id of 1 to {MAX_USER} characters."
         )))
     }
 }
@@ -175,8 +235,37 @@ fn backplane_error(error: hubcast_gateway::BackplaneError) -> HubError {
     HubError::internal("BackplaneException", error.to_string())
 }
 
+/// Store failures by operation (`hubcast_chat_store_errors_total`).
+static STORE_ERRORS: std::sync::LazyLock<prometheus::IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        let opts = prometheus::Opts::new(
+            "hubcast_chat_store_errors_total",
+            "Chat history operations that failed (disk full, database unreachable), by operation",
+        );
+        let counter = prometheus::IntCounterVec::new(opts, &["operation"])
+            .unwrap_or_else(|_| unreachable!("the metric's name and labels are valid"));
+        hubcast_gateway::metrics::metrics().register(Box::new(counter.clone()));
+        counter
+    });
+
+/// Logs store failures at most once a second.
+static STORE_LOG: hubcast_gateway::throttle::LogThrottle =
+    hubcast_gateway::throttle::LogThrottle::new(Duration::from_secs(1));
+
+/// A failed store operation, counted, logged (throttled, with the cause, never the message text) and
+/// turned into the hub error the caller gets.
+fn store_error(operation: &'static str) -> impl Fn(crate::StoreError) -> HubError {
+    move |error| {
+        STORE_ERRORS.with_label_values(&[operation]).inc();
+        if let Some(suppressed) = STORE_LOG.admit() {
+            tracing::warn!(operation, %error, suppressed, "the chat history store failed");
+        }
+        HubError::internal("StoreException", error.to_string())
+    }
+}
+
 fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMessage, HubError> {
-    result.map_err(|e| HubError::internal("StoreException", e.to_string()))
+    result.map_err(store_error("append"))
 }
 
 /// The chat hub.
@@ -216,16 +305,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         })
         .method("SetTyping", |ctx: Ctx, is_typing: bool| async move {
             let name = user(&ctx);
-            let relay = {
-                let mut typing = ctx.state().typing.lock().unwrap_or_else(|p| p.into_inner());
-                let last = typing.get(&name).copied();
-                // A stop is always relayed; starts at most every TYPING_EVERY.
-                let due = !is_typing || last.is_none_or(|at| at.elapsed() >= TYPING_EVERY);
-                if due && is_typing {
-                    typing.insert(name.clone(), Instant::now());
-                }
-                due
-            };
+            let relay = ctx.state().typing_due(&name, is_typing);
             if relay {
                 ctx.clients()
                     .others()
@@ -235,7 +315,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             Ok(())
         })
         .method("JoinRoom", |ctx: Ctx, room: String| async move {
-            check_room(&room)?;
+            let room = check_room(&room)?;
             ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
             let text = format!("{} joined {room}", user(&ctx));
             ctx.clients()
@@ -245,7 +325,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             Ok(())
         })
         .method("LeaveRoom", |ctx: Ctx, room: String| async move {
-            check_room(&room)?;
+            let room = check_room(&room)?;
             ctx.groups()
                 .remove(ctx.connection_id(), room.as_str())
                 .await?;
@@ -259,7 +339,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method(
             "SendToRoom",
             |ctx: Ctx, room: String, message: String| async move {
-                check_room(&room)?;
+                let room = check_room(&room)?;
                 check_message(&message)?;
                 check_not_muted(&ctx).await?;
                 let name = user(&ctx);
@@ -287,6 +367,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method(
             "SendDirect",
             |ctx: Ctx, to_user: String, message: String| async move {
+                check_recipient(&to_user)?;
                 check_message(&message)?;
                 check_not_muted(&ctx).await?;
                 let name = user(&ctx);
@@ -326,7 +407,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             },
         )
         .method("RoomMembers", |ctx: Ctx, room: String| async move {
-            check_room(&room)?;
+            let room = check_room(&room)?;
             let group = GroupName::from(room);
             let members = ctx.clients().group_members(&group).await.map_err(backplane_error)?;
             let names: std::collections::BTreeSet<String> = members
@@ -364,7 +445,11 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             }))
         })
         .method("MarkRead", |ctx: Ctx, room: String, message_id: i64| async move {
-            check_room(&room)?;
+            let room = check_room(&room)?;
+            // Receipts go to rooms the caller is in, not to any room it can name.
+            if !ctx.groups().contains_local(ctx.connection_id(), &GroupName::from(room.as_str())) {
+                return Err(HubError::new("Join the room first."));
+            }
             ctx.clients()
                 .group(room.as_str())
                 .send("ReadReceipt", &(user(&ctx), room.as_str(), message_id))
@@ -388,7 +473,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 .store
                 .mute(&target, until)
                 .await
-                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+                .map_err(store_error("mute"))?;
             tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
             Ok(())
         })
@@ -398,7 +483,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             let found = store
                 .recent_by_id(id)
                 .await
-                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+                .map_err(store_error("read"))?;
             let Some(message) = found else {
                 return Err(HubError::new("No such message."));
             };
@@ -408,7 +493,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             store
                 .delete(id)
                 .await
-                .map_err(|e| HubError::internal("StoreException", e.to_string()))?;
+                .map_err(store_error("delete"))?;
             tracing::info!(target: "hubcast::audit", action = "delete", actor = %user(&ctx), message_id = id, author = %message.from_user);
             ctx.clients().all().send("MessageDeleted", &(id,)).await?;
             Ok(())
@@ -423,17 +508,76 @@ async fn history(
     take: usize,
 ) -> Result<Vec<StoredMessage>, HubError> {
     // Direct conversations are readable by their two users only.
-    if let Some(pair) = room.strip_prefix("dm:") {
+    let room = if room.starts_with("dm:") {
         let name = user(ctx);
-        if !pair.split(':').any(|member| member == name) {
-            return Err(HubError::new("Not your conversation."));
+        match direct_users(room) {
+            Some((a, b)) if a == name || b == name => room.to_owned(),
+            _ => return Err(HubError::new("Not your conversation.")),
         }
     } else {
-        check_room(room)?;
-    }
+        check_room(room)?
+    };
     ctx.state()
         .store
-        .recent(room, before, take)
+        .recent(&room, before, take)
         .await
-        .map_err(|e| HubError::internal("StoreException", e.to_string()))
+        .map_err(store_error("read"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typing_map_forgets_stale_users() {
+        let chat = Chat::new(Arc::new(crate::NoStore::default()));
+        for i in 0..TYPING_PRUNE_AT {
+            assert!(chat.typing_due(&format!("user{i}"), true));
+        }
+        assert!(
+            !chat.typing_due("user0", true),
+            "a start within 500 ms is not relayed"
+        );
+        std::thread::sleep(TYPING_EVERY);
+        assert!(chat.typing_due("newcomer", true));
+        assert_eq!(chat.typing.lock().unwrap().len(), 1);
+        assert!(chat.typing_due("newcomer", false));
+        assert!(chat.typing.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn direct_conversation_names_split_unambiguously() {
+        for (a, b) in [
+            ("boss:x", "zed"),
+            ("boss", "x:zed"),
+            ("a%3Ab", "c"),
+            ("%", ":"),
+            ("ann", "bob"),
+        ] {
+            let room = direct_room(a, b);
+            let (first, second) = direct_users(&room).unwrap();
+            let mut expected = [a, b];
+            expected.sort();
+            assert_eq!([first.as_str(), second.as_str()], expected, "{room}");
+        }
+        assert_ne!(direct_room("boss:x", "zed"), direct_room("boss", "x:zed"));
+        assert_eq!(direct_room("ann", "bob"), "dm:ann:bob");
+        assert_eq!(direct_users("dm:a:b:c"), None);
+    }
+
+    #[test]
+    fn room_names() {
+        assert_eq!(check_room("ｌｏｂｂｙ").unwrap(), "lobby");
+        assert_eq!(check_room("잡담").unwrap(), "잡담");
+        for bad in [
+            "",
+            "а dmin",
+            "\u{0430}dmin",
+            "\u{0441}\u{043E}\u{0440}\u{0435}",
+            "lobby\u{202E}",
+            "a/b",
+        ] {
+            assert!(check_room(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -46,7 +46,24 @@ pub(crate) fn to_stored_precision(utc: DateTime<Utc>) -> DateTime<Utc> {
 /// The key of the direct conversation between two users (the same whoever writes).
 pub fn direct_room(a: &str, b: &str) -> String {
     let (first, second) = if a <= b { (a, b) } else { (b, a) };
-    format!("dm:{first}:{second}")
+    format!("dm:{}:{}", escape_user(first), escape_user(second))
+}
+
+/// A user id as it appears in a direct conversation's name: `%` and `:` percent-encoded, so the name
+/// splits into its two users unambiguously (ids without them read as they are).
+fn escape_user(user: &str) -> String {
+    user.replace('%', "%25").replace(':', "%3A")
+}
+
+/// The two users of a direct conversation's name, if `room` is one.
+pub fn direct_users(room: &str) -> Option<(String, String)> {
+    let pair = room.strip_prefix("dm:")?;
+    let (first, second) = pair.split_once(':')?;
+    if second.contains(':') {
+        return None;
+    }
+    let unescape = |s: &str| s.replace("%3A", ":").replace("%25", "%");
+    Some((unescape(first), unescape(second)))
 }
 
 /// Where chat history lives.

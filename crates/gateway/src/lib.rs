@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod throttle;
 pub mod upstream;
 
 use std::collections::HashMap;

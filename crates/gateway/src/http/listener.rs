@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::Deserialize;
@@ -166,25 +166,14 @@ pub(crate) async fn accept(listener: &TcpListener, errors: &ErrorLog) -> (TcpStr
 
 /// Accept errors, logged at most once a second with the number left out.
 #[derive(Default)]
-pub(crate) struct ErrorLog {
-    last: std::sync::Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
+pub(crate) struct ErrorLog(crate::throttle::LogThrottle);
 
 impl ErrorLog {
     fn record(&self, error: &std::io::Error) {
         crate::metrics::metrics().accept_errors.inc();
-        let now = Instant::now();
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(suppressed) = self.0.admit() {
+            tracing::warn!(%error, suppressed, "accept failed");
         }
-        *last = Some(now);
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-        tracing::warn!(%error, suppressed, "accept failed");
     }
 }
 

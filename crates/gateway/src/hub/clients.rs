@@ -421,6 +421,12 @@ impl Groups {
         self.apply(connection, group, GroupAction::Add).await
     }
 
+    /// Whether a connection this node holds (the caller, say) is in `group`; false for connections
+    /// of other nodes.
+    pub fn contains_local(&self, connection: &ConnectionId, group: &GroupName) -> bool {
+        self.shared.registry.groups_of(connection).contains(group)
+    }
+
     /// Removes a connection from a group (a no-op when it is not a member).
     pub async fn remove(
         &self,
