@@ -87,3 +87,25 @@ test('a POST to an unknown path is 404 like a GET; to a page file it is 405', as
   assert.equal((await fetch(`${server.url}/no-such-path`)).status, 404);
   assert.equal((await fetch(`${server.url}/chat.js`, { method: 'POST' })).status, 405);
 });
+
+// Last in this file: it leaves 127.0.0.1 blocked on the control API for a while.
+test('guessing control-API keys is throttled per address with 429 and Retry-After', async () => {
+  const url = `${server.url}/api/v1/hubs/chat`;
+  const call = (key) => fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${jwt({ aud: url, exp: inAMinute() }, key)}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ target: 'x', arguments: [] }),
+  });
+  const statuses = [];
+  for (let i = 0; i < 12; i += 1) statuses.push((await call(`wrong-key-${i}`)).status);
+  assert.deepEqual(statuses.slice(0, 10), Array(10).fill(401));
+  assert.equal(statuses[10], 401, 'the eleventh failure is still answered, and starts the pause');
+  const blocked = await call(`wrong-key-12`);
+  assert.equal(blocked.status, 429);
+  assert.ok(Number(blocked.headers.get('retry-after')) >= 1);
+  // While blocked even the right key waits.
+  assert.equal((await call(ACCESS_KEY)).status, 429);
+  // Once the pause is over, the right key works again.
+  await new Promise((r) => setTimeout(r, Number(blocked.headers.get('retry-after')) * 1000 + 100));
+  assert.equal((await call(ACCESS_KEY)).status, 202);
+});

@@ -13,6 +13,9 @@
 
 mod auth;
 mod routes;
+mod throttle;
+
+pub use throttle::DEFAULT_FREE_FAILURES;
 
 use std::sync::Arc;
 
@@ -61,18 +64,36 @@ pub struct ControlApi {
     backplane: Arc<dyn Backplane>,
     auth: ControlAuth,
     token_key: Option<jsonwebtoken::EncodingKey>,
+    /// Failed authentications per client address.
+    failures: throttle::FailureBudget,
     /// The `iss` and `aud` the gateways require of client tokens, put into the tokens it issues.
     token_issuer: Option<String>,
     token_audience: Option<String>,
 }
 
-/// A failed request: status, error code and message, sent as `{"code", "message"}`, and for a 405 the
-/// methods allowed.
+/// A failed request: status, error code and message, sent as `{"code", "message"}`, and headers (the
+/// methods allowed of a 405, the `Retry-After` of a 429).
 #[derive(Debug)]
-struct Failure(StatusCode, &'static str, String, Vec<http::Method>);
+struct Failure(
+    StatusCode,
+    &'static str,
+    String,
+    Vec<(http::HeaderName, String)>,
+);
 
 fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
     Failure(status, code, message.into(), Vec::new())
+}
+
+/// The 429 of an address over its failure budget.
+fn too_many_failures(wait: std::time::Duration) -> Failure {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Failure(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyFailedAuthentications",
+        format!("Too many failed authentications from this address; retry after {seconds} s."),
+        vec![(http::header::RETRY_AFTER, seconds.to_string())],
+    )
 }
 
 impl From<BackplaneError> for Failure {
@@ -221,6 +242,7 @@ impl ControlApi {
             backplane,
             auth,
             token_key: None,
+            failures: throttle::FailureBudget::new(throttle::DEFAULT_FREE_FAILURES),
             token_issuer: None,
             token_audience: None,
         }
@@ -229,6 +251,13 @@ impl ControlApi {
     /// Lets `:generateToken` issue client tokens signed HS256 with `key` (the gateway's token secret).
     pub fn with_token_key(mut self, key: &[u8]) -> Self {
         self.token_key = Some(jsonwebtoken::EncodingKey::from_secret(key));
+        self
+    }
+
+    /// Failed authentications a minute each client address may make before it is paused (429 with a
+    /// doubling `Retry-After`); 0 for no limit (behind a proxy that hides client addresses, say).
+    pub fn with_failure_budget(mut self, per_minute: u32) -> Self {
+        self.failures = throttle::FailureBudget::new(per_minute);
         self
     }
 
@@ -251,7 +280,24 @@ impl ControlApi {
     /// Serves one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let result = self.dispatch(&parts, body).await;
+        let address = parts
+            .extensions
+            .get::<hubcast_gateway::http::RemoteAddr>()
+            .map(|remote| remote.0.ip());
+        // An address that failed to authenticate too often waits, whatever it sends now.
+        let result = match address.and_then(|a| self.failures.blocked(a)) {
+            Some(wait) => Err(too_many_failures(wait)),
+            None => self.dispatch(&parts, body).await,
+        };
+        // Only presented credentials count: a guesser always presents one.
+        let presented = parts.headers.contains_key(http::header::AUTHORIZATION)
+            || parts.headers.contains_key("x-api-key");
+        if let (Err(Failure(StatusCode::UNAUTHORIZED, ..)), Some(address)) = (&result, address)
+            && presented
+            && let Some(pause) = self.failures.failed(address)
+        {
+            tracing::info!(%address, ?pause, "control API: too many failed authentications");
+        }
         let status = match &result {
             Ok(response) => response.status(),
             Err(failure) => failure.0,
@@ -262,7 +308,7 @@ impl ControlApi {
             .inc();
         match result {
             Ok(response) => response,
-            Err(Failure(status, code, message, allowed)) => {
+            Err(Failure(status, code, message, headers)) => {
                 if status.is_server_error() {
                     tracing::warn!(code, %message, path = parts.uri.path(), "control API request failed");
                 }
@@ -270,11 +316,10 @@ impl ControlApi {
                     status,
                     &serde_json::json!({ "code": code, "message": message }),
                 );
-                let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
-                if let Ok(value) = http::HeaderValue::from_str(&allow.join(", "))
-                    && !allow.is_empty()
-                {
-                    response.headers_mut().insert(http::header::ALLOW, value);
+                for (name, value) in headers {
+                    if let Ok(value) = http::HeaderValue::from_str(&value) {
+                        response.headers_mut().insert(name, value);
+                    }
                 }
                 response
             }
@@ -289,12 +334,15 @@ impl ControlApi {
         let path = parts.uri.path();
         let route = routes::parse(&parts.method, path).map_err(|error| match error {
             RouteError::NotFound => fail(StatusCode::NOT_FOUND, "NotFound", "No such endpoint."),
-            RouteError::MethodNotAllowed(allowed) => Failure(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                format!("{} is not allowed here.", parts.method),
-                allowed,
-            ),
+            RouteError::MethodNotAllowed(allowed) => {
+                let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+                Failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    format!("{} is not allowed here.", parts.method),
+                    vec![(http::header::ALLOW, allow.join(", "))],
+                )
+            }
             RouteError::Invalid(code, message) => fail(StatusCode::BAD_REQUEST, code, message),
         })?;
         match route {

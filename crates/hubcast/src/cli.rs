@@ -145,6 +145,10 @@ pub(crate) struct ControlAccess {
     /// Lets control-API requests without credentials in (trusted networks only).
     #[arg(long, env = "HUBCAST_CONTROL_ANONYMOUS")]
     pub(crate) control_anonymous: bool,
+    /// Failed control-API authentications a minute per client address before it is paused with 429
+    /// (the pause doubles with each further failure, up to 5 minutes); 0 for no limit.
+    #[arg(long, env = "HUBCAST_CONTROL_AUTH_FAILURES", default_value_t = hubcast_control::DEFAULT_FREE_FAILURES)]
+    pub(crate) control_auth_failures: u32,
 }
 
 #[derive(Debug, Parser)]

@@ -259,7 +259,9 @@ fn control_api(
             "the control API at /api refuses every call: no --access-key or --api-key-sha256"
         );
     }
-    let api = ControlApi::new(chosen.backplane.clone(), auth).with_token_claims(issuer, audience);
+    let api = ControlApi::new(chosen.backplane.clone(), auth)
+        .with_token_claims(issuer, audience)
+        .with_failure_budget(access.control_auth_failures);
     Ok(Arc::new(match token_key {
         Some(key) => api.with_token_key(key),
         None => api,

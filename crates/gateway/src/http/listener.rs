@@ -37,7 +37,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
             max_connections: 0,
             max_connections_per_ip: 0,
             fd_headroom: 128,

@@ -35,6 +35,10 @@ use crate::hub::User;
 pub use listener::ServerLimits;
 pub(crate) use listener::{ErrorLog, accept};
 
+/// The client's address, in the extensions of the requests given to custom routes and the fallback.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
 /// The response body type of every handler.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -158,7 +162,7 @@ async fn route(
 /// Routes one request.
 async fn dispatch(
     inner: Arc<GatewayInner>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<Body> {
     let path = request.uri().path().to_ascii_lowercase();
@@ -167,6 +171,7 @@ async fn dispatch(
         .iter()
         .find(|(prefix, _)| path.starts_with(prefix.as_str()))
     {
+        request.extensions_mut().insert(RemoteAddr(remote));
         return handler(request).await;
     }
     let trimmed = match path.trim_end_matches('/') {
@@ -197,7 +202,10 @@ async fn dispatch(
         return response;
     }
     match &inner.fallback {
-        Some(fallback) => fallback(request).await,
+        Some(fallback) => {
+            request.extensions_mut().insert(RemoteAddr(remote));
+            fallback(request).await
+        }
         None => text(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
