@@ -213,3 +213,51 @@ async fn a_user_rate_spans_all_of_its_connections() {
         Outcome::Result(_)
     ));
 }
+
+/// Regression (issue 17, item 3): replies to the caller counted against the outbound bound like fan-out
+/// sends, so a client that pipelined large or many invocations in one frame, and read normally, was
+/// closed as a slow consumer and lost its queued replies. Replies now wait for room instead.
+#[tokio::test]
+async fn pipelined_replies_slow_the_caller_down_instead_of_closing_it() {
+    let options = HubOptions {
+        transport_max_buffer_size: 64 * 1024,
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    // Forty replies of 512 KB (20 MB, more than the sockets buffer), asked for in one frame; the client
+    // reads them after a pause, as a busy client does.
+    let frame: String = (0..40)
+        .map(|i| {
+            format!(r#"{{"type":1,"invocationId":"big{i}","target":"Big","arguments":[524288]}}"#)
+                + "\x1e"
+        })
+        .collect();
+    client.send_raw(frame.as_bytes()).await;
+    // Then 2,000 small invocations in one frame.
+    let frame: String = (0..2000)
+        .map(|i| {
+            format!(r#"{{"type":1,"invocationId":"e{i}","target":"Echo","arguments":["{i}"]}}"#)
+                + "\x1e"
+        })
+        .collect();
+    client.send_raw(frame.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut completions = 0;
+    while completions < 2040 {
+        match client.next_non_ping(SECOND * 10).await {
+            Some(HubMessage::Completion(c)) => {
+                assert!(
+                    matches!(c.outcome, Outcome::Result(_)),
+                    "{}: {:?}",
+                    c.invocation_id,
+                    c.outcome
+                );
+                completions += 1;
+            }
+            Some(HubMessage::Close(close)) => panic!("closed after {completions}: {close:?}"),
+            Some(_) => {}
+            None => panic!("only {completions} completions"),
+        }
+    }
+}

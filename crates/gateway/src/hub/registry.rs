@@ -67,12 +67,13 @@ impl HubConnection {
         }
     }
 
-    /// Queues a sequenced message, waiting for room (streams): the client sets the pace.
+    /// Queues a sequenced message for this client, waiting for room (replies and streams): the client
+    /// sets the pace. Gives up when the connection is aborted (its writer may be gone).
     pub(crate) async fn push_wait(&self, bytes: bytes::Bytes) -> Result<(), PushError> {
-        self.connection
-            .outbound
-            .push_wait(bytes, |queued| self.record(queued))
-            .await
+        tokio::select! {
+            pushed = self.connection.outbound.push_wait(bytes, |queued| self.record(queued)) => pushed,
+            _ = self.connection.abort.cancelled() => Err(PushError::Closed),
+        }
     }
 
     /// The client acknowledged every message up to `id`.

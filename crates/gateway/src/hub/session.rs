@@ -275,6 +275,9 @@ impl Session {
                         if let Some(reason) = self.dispatch(message, &mut client_pinged).await {
                             return reason;
                         }
+                        // A frame of thousands of records must not keep the writer (and every
+                        // other task of this worker) waiting until it is all processed.
+                        tokio::task::consume_budget().await;
                     }
                     Ok(None) => break,
                     Err(error) => return CloseReason::ProtocolError(error.to_string()),
@@ -458,11 +461,7 @@ impl Session {
             stream_ids,
             ..
         } = invocation;
-        let fail = |text: String| {
-            if let Some(id) = &invocation_id {
-                self.complete(id.clone(), Outcome::Error(text));
-            }
-        };
+        let fail = |text: String| self.fail(invocation_id.as_deref(), text);
         let key = target.to_lowercase();
         let hub_name = self.hub.shared.name.clone();
         let method: Arc<str> = if self.hub.app.is_declared(&key) {
@@ -479,22 +478,22 @@ impl Session {
         match self.hub.app.is_streaming(&key) {
             None => {
                 count("unknown_method");
-                fail(error::unknown_method(&target));
+                fail(error::unknown_method(&target)).await;
                 return None;
             }
             Some(true) if !streaming_call => {
-                fail(error::streaming_needs_stream_invocation(&target));
+                fail(error::streaming_needs_stream_invocation(&target)).await;
                 return None;
             }
             Some(false) if streaming_call => {
-                fail(error::not_streaming(&target));
+                fail(error::not_streaming(&target)).await;
                 return None;
             }
             Some(_) => {}
         }
         if !self.hub.app.authorized(&key, self.caller.user.as_ref()) {
             count("unauthorized");
-            fail(error::unauthorized(&target));
+            fail(error::unauthorized(&target)).await;
             return None;
         }
         let admission = self.admit(&key).await;
@@ -505,7 +504,7 @@ impl Session {
         match admission {
             Admission::Admitted => {}
             Admission::Refused => {
-                fail(error::rate_limited(&target));
+                fail(error::rate_limited(&target)).await;
                 return None;
             }
             Admission::Abusive => return Some(CloseReason::RateLimited),
@@ -517,7 +516,8 @@ impl Session {
                 &target,
                 &BindingError::IdInUse(id.to_owned()),
                 detailed,
-            ));
+            ))
+            .await;
             return None;
         }
         let scope = Arc::new(InvocationScope::new(
@@ -543,12 +543,12 @@ impl Session {
         });
         let bound = match bound {
             None => {
-                fail(error::unknown_method(&target));
+                fail(error::unknown_method(&target)).await;
                 return None;
             }
             Some(Err(binding)) => {
                 count("binding_failed");
-                fail(error::binding_failed(&target, &binding, detailed));
+                fail(error::binding_failed(&target, &binding, detailed)).await;
                 return None;
             }
             Some(Ok(bound)) => bound,
@@ -563,7 +563,7 @@ impl Session {
                 let items = match streams::start(stream, &target, detailed).await {
                     Ok(items) => items,
                     Err(text) => {
-                        self.complete(id, Outcome::Error(text));
+                        self.complete(id, Outcome::Error(text)).await;
                         return None;
                     }
                 };
@@ -590,21 +590,26 @@ impl Session {
                 let seconds = self.hub.shared.metrics.invocation_seconds.clone();
                 tokio::spawn(async move {
                     let result = error::catch_panic(call, "the hub method").await;
-                    scope.release();
                     seconds.observe(started.elapsed().as_secs_f64());
                     let outcome = if result.is_ok() { "ok" } else { "error" };
                     metrics()
                         .invocations
                         .with_label_values(&[&*hub_name, &*method, outcome])
                         .inc();
-                    let Some(id) = invocation_id else { return };
-                    let outcome = match result {
-                        Ok(value) => Outcome::Result(value),
-                        Err(error) => {
-                            Outcome::Error(error::invocation_failed(&target, &error, sink.detailed))
-                        }
-                    };
-                    sink.complete(id, outcome);
+                    if let Some(id) = invocation_id {
+                        let outcome = match result {
+                            Ok(value) => Outcome::Result(value),
+                            Err(error) => Outcome::Error(error::invocation_failed(
+                                &target,
+                                &error,
+                                sink.detailed,
+                            )),
+                        };
+                        // The slot is held until the reply is queued: a caller that does not read its
+                        // replies stops its own receive loop (at the next invocation), not the server.
+                        sink.complete(id, outcome).await;
+                    }
+                    scope.release();
                 });
             }
         }
@@ -676,9 +681,16 @@ impl Session {
         }
     }
 
-    /// Queues a Completion for the caller.
-    fn complete(&self, invocation_id: String, outcome: Outcome) {
-        self.sink().complete(invocation_id, outcome);
+    /// Queues a Completion for the caller, waiting for room in its queue.
+    async fn complete(&self, invocation_id: String, outcome: Outcome) {
+        self.sink().complete(invocation_id, outcome).await;
+    }
+
+    /// Answers a refused invocation with its error, if it expects an answer.
+    async fn fail(&self, invocation_id: Option<&str>, text: String) {
+        if let Some(id) = invocation_id {
+            self.complete(id.to_owned(), Outcome::Error(text)).await;
+        }
     }
 
     /// Sends the Close, runs `on_disconnected` and leaves the registry.

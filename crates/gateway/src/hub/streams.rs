@@ -101,15 +101,16 @@ impl StreamSink {
             .ok()
     }
 
-    /// Queues the final Completion of a stream.
-    pub(crate) fn complete(&self, invocation_id: String, outcome: Outcome) {
+    /// Queues a Completion for the caller, waiting for room: replies to the caller slow the caller
+    /// down instead of closing it as a slow consumer (that is for fan-out sends).
+    pub(crate) async fn complete(&self, invocation_id: String, outcome: Outcome) {
         let message = HubMessage::Completion(hubcast_protocol::Completion {
             headers: Headers::new(),
             invocation_id,
             outcome,
         });
         if let Some(bytes) = self.encode(&message) {
-            self.connection.push(bytes);
+            let _ = self.connection.push_wait(bytes).await;
         }
     }
 }
@@ -142,7 +143,7 @@ pub(crate) async fn forward(
         outcome = produce(items, &sink, &invocation_id, &cancel) => outcome,
     };
     streams.end_server(&invocation_id);
-    sink.complete(invocation_id, outcome);
+    sink.complete(invocation_id, outcome).await;
 }
 
 async fn produce(

@@ -58,6 +58,10 @@ pub fn test_hub() -> Hub<State> {
     Hub::builder("test", State::default())
         .method("Echo", |_: Ctx, s: String| async move { Ok(s) })
         .method("Add", |_: Ctx, a: i64, b: i64| async move { Ok(a + b) })
+        .method(
+            "Big",
+            |_: Ctx, size: usize| async move { Ok("z".repeat(size)) },
+        )
         .method("Void", |_: Ctx| async move { Ok(()) })
         .method("Sleep", |_: Ctx, ms: u64| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
