@@ -31,10 +31,12 @@ pub(crate) struct TestHub;
 
 type Ctx = Context<TestHub>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// As in .NET, a missing or null `Name` binds as null and a missing `Value` as 0 (the Java client's
+/// Gson leaves null fields out).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct CustomObject {
-    name: String,
+    name: Option<String>,
     value: i64,
 }
 
@@ -51,7 +53,10 @@ struct ComplexObject {
 /// The test hub's methods.
 pub(crate) fn test_hub(name: &str) -> Hub<TestHub> {
     Hub::builder(name, TestHub)
-        .method("Echo", |_: Ctx, message: String| async move { Ok(message) })
+        // `string` in .NET: null binds, and comes back.
+        .method("Echo", |_: Ctx, message: Option<String>| async move {
+            Ok(message)
+        })
         .method("GetCallerConnectionId", |ctx: Ctx| async move {
             Ok(ctx.connection_id().to_string())
         })
@@ -390,7 +395,10 @@ pub(crate) fn mount(
         .hub(
             "/authorizedhub",
             Hub::builder("AuthorizedHub", TestHub)
-                .method("Echo", |_: Ctx, message: String| async move { Ok(message) })
+                // `string` in .NET: null binds, and comes back.
+                .method("Echo", |_: Ctx, message: Option<String>| async move {
+                    Ok(message)
+                })
                 .build(),
             authorized,
         )
