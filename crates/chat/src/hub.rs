@@ -248,6 +248,9 @@ static STORE_ERRORS: std::sync::LazyLock<prometheus::IntCounterVec> =
         counter
     });
 
+/// The operations `hubcast_chat_store_errors_total` counts.
+const STORE_OPERATIONS: [&str; 5] = ["append", "read", "delete", "mute", "muted_until"];
+
 /// Logs store failures at most once a second.
 static STORE_LOG: hubcast_gateway::throttle::LogThrottle =
     hubcast_gateway::throttle::LogThrottle::new(Duration::from_secs(1));
@@ -270,6 +273,10 @@ fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMess
 
 /// The chat hub.
 pub fn chat_hub(chat: Chat) -> Hub<Chat> {
+    // The failure series exist at 0 from the start, for dashboards and alerts.
+    for operation in STORE_OPERATIONS {
+        STORE_ERRORS.with_label_values(&[operation]);
+    }
     Hub::builder("chat", chat)
         .on_connected(|ctx: Ctx| async move {
             if others_online(&ctx).await == Some(false) {

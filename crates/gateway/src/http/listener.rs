@@ -103,6 +103,12 @@ impl Drop for Admitted {
 
 impl Admission {
     pub(crate) fn new(limits: &ServerLimits) -> Arc<Self> {
+        // The series exist at 0 from the start, for dashboards and alerts.
+        for reason in ["max_connections", "max_connections_per_ip"] {
+            crate::metrics::metrics()
+                .refused_tcp_connections
+                .with_label_values(&[reason]);
+        }
         Arc::new(Self {
             cap: limits.connection_cap(),
             per_ip: limits.max_connections_per_ip,
