@@ -91,16 +91,7 @@ async fn a_connection_belongs_to_its_user() {
     let addr = server.addr;
     let ann = format!("Bearer {}", token(SECRET, "ann", &[], 60));
     let bob = format!("Bearer {}", token(SECRET, "bob", &[], 60));
-    let json = http(
-        addr,
-        "POST",
-        "/hub/negotiate?negotiateVersion=1",
-        &[("authorization", &ann)],
-        b"",
-    )
-    .await
-    .json();
-    let path = format!("/hub?id={}", json["connectionToken"].as_str().unwrap());
+    let path = negotiated_path(addr, &ann).await;
     assert_eq!(
         http(addr, "GET", &path, &[("authorization", &ann)], b"")
             .await
@@ -257,14 +248,7 @@ async fn session_cookies_sign_in_and_out() {
         401
     );
     let bearer = format!("Bearer {}", token(SECRET, "ann", &["admin"], 60));
-    let login = http(
-        addr,
-        "POST",
-        "/auth/login",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .await;
+    let login = login(addr, &bearer).await;
     assert_eq!(login.status, 200);
     let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -382,6 +366,32 @@ fn algorithm_confusion_is_refused() {
     assert!(auth.validate(&confused).is_err());
 }
 
+/// `POST /auth/login` with `authorization`.
+async fn login(addr: std::net::SocketAddr, authorization: &str) -> HttpResponse {
+    http(
+        addr,
+        "POST",
+        "/auth/login",
+        &[("authorization", authorization)],
+        b"",
+    )
+    .await
+}
+
+/// Negotiates a connection with `authorization` and returns its transport path.
+async fn negotiated_path(addr: std::net::SocketAddr, authorization: &str) -> String {
+    let json = http(
+        addr,
+        "POST",
+        "/hub/negotiate?negotiateVersion=1",
+        &[("authorization", authorization)],
+        b"",
+    )
+    .await
+    .json();
+    format!("/hub?id={}", json["connectionToken"].as_str().unwrap())
+}
+
 /// A token signed with `secret` carrying `claims` (plus an `exp` a minute away).
 fn signed(secret: &[u8], mut claims: serde_json::Value) -> String {
     claims["exp"] = (jsonwebtoken::get_current_timestamp() + 60).into();
@@ -452,14 +462,7 @@ async fn sessions_end_with_their_token_and_at_logout() {
     let server = start_with_sessions(required(), Some(JwtAuth::hmac(SECRET)), Some(sessions)).await;
     let addr = server.addr;
     let bearer = format!("Bearer {}", token(SECRET, "ann", &[], 30));
-    let login = http(
-        addr,
-        "POST",
-        "/auth/login",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .await;
+    let login = login(addr, &bearer).await;
     assert_eq!(login.status, 200);
     let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
     let max_age: u64 = set_cookie
@@ -500,16 +503,7 @@ async fn a_leaked_connection_token_is_useless_to_another_user() {
     let addr = server.addr;
     let ann = format!("Bearer {}", token(SECRET, "ann", &[], 60));
     let bob = format!("Bearer {}", token(SECRET, "bob", &[], 60));
-    let json = http(
-        addr,
-        "POST",
-        "/hub/negotiate?negotiateVersion=1",
-        &[("authorization", &ann)],
-        b"",
-    )
-    .await
-    .json();
-    let path = format!("/hub?id={}", json["connectionToken"].as_str().unwrap());
+    let path = negotiated_path(addr, &ann).await;
     // Bob comes first, on every transport request: refused, and nothing is attached.
     for method in ["GET", "POST", "DELETE"] {
         let response = http(addr, method, &path, &[("authorization", &bob)], b"x").await;

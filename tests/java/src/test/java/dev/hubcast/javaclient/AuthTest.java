@@ -12,39 +12,16 @@ import com.microsoft.signalr.HubConnectionState;
 import dev.hubcast.javaclient.Clients.Protocol;
 import dev.hubcast.javaclient.Clients.Transport;
 import io.reactivex.rxjava3.core.Single;
-import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.stream.Collectors;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Bearer tokens from {@code withAccessTokenProvider} on {@code /authorizedhub} (tokens from
  * {@code /generateJwtToken}), what a client without a valid token gets, and unknown hub paths.
  */
-class AuthTest {
-    static HubcastServer server;
-
-    @BeforeAll
-    static void startServer() throws Exception {
-        server = HubcastServer.start();
-    }
-
-    @AfterAll
-    static void stopServer() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    static List<Arguments> matrix() {
-        return Clients.matrix().collect(Collectors.toList());
-    }
-
+class AuthTest extends ConformanceServerTest {
     static String hubUrl() {
         return server.url + "/authorizedhub";
     }

@@ -27,40 +27,15 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Streams both ways (RxJava), the streaming error texts and client results ({@code onWithResult} and
  * {@code /clientresult/{id}}), over every transport × protocol pair.
  */
-class StreamingTest {
-    static HubcastServer server;
-
-    @BeforeAll
-    static void startServer() throws Exception {
-        server = HubcastServer.start();
-    }
-
-    @AfterAll
-    static void stopServer() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    static String hubUrl() {
-        return server.url + "/testhub";
-    }
-
-    static List<Arguments> matrix() {
-        return Clients.matrix().collect(Collectors.toList());
-    }
-
+class StreamingTest extends ConformanceServerTest {
     static String unexpected(String method, String detail) {
         return "An unexpected error occurred invoking '" + method + "' on the server. " + detail;
     }

@@ -31,32 +31,12 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /** The conformance TestHub through the official Java client, over every transport × protocol pair. */
-class TestHubTest {
-    static HubcastServer server;
-
-    @BeforeAll
-    static void startServer() throws Exception {
-        server = HubcastServer.start();
-    }
-
-    @AfterAll
-    static void stopServer() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    static String hubUrl() {
-        return server.url + "/testhub";
-    }
-
+class TestHubTest extends ConformanceServerTest {
     static List<org.junit.jupiter.params.provider.Arguments> matrix() {
         return Clients.matrix().collect(Collectors.toList());
     }
