@@ -109,3 +109,40 @@ test('guessing control-API keys is throttled per address with 429 and Retry-Afte
   await new Promise((r) => setTimeout(r, Number(blocked.headers.get('retry-after')) * 1000 + 100));
   assert.equal((await call(ACCESS_KEY)).status, 202);
 });
+
+test('hundreds of idle sockets neither starve a node with few descriptors nor outlive the header timeout', async () => {
+  const net = require('node:net');
+  const small = await startServer({
+    wrapper: ['prlimit', '--nofile=256:256', '--'],
+    env: { HUBCAST_LOG: 'warn,hubcast=info' },
+  });
+  const admin = /admin=127\.0\.0\.1:(\d+)/.exec(small.stderr())[1];
+  const sockets = [];
+  try {
+    for (let i = 0; i < 300; i += 1) {
+      const socket = net.connect(Number(small.port), '127.0.0.1');
+      socket.on('error', () => {});
+      sockets.push(socket);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    // The admin listener answers although the client listener is at its cap.
+    const live = await fetch(`http://127.0.0.1:${admin}/live`, { signal: AbortSignal.timeout(2000) });
+    assert.equal(live.status, 200);
+    // The idle sockets are closed by the server within the header-read timeout (10 s).
+    const closed = await Promise.all(sockets.map((s) => new Promise((resolve) => {
+      if (s.destroyed) resolve(true);
+      s.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 15000);
+    })));
+    assert.equal(closed.filter((c) => !c).length, 0, 'sockets still open after the header timeout');
+    // And the node serves clients again.
+    const negotiate = await fetch(`${small.url}/testhub/negotiate?negotiateVersion=1`, { method: 'POST' });
+    assert.equal(negotiate.status, 200);
+    // Accept errors, if any, were logged at most about once a second.
+    const acceptLines = (small.stderr().match(/accept failed/g) || []).length;
+    assert.ok(acceptLines <= 20, `${acceptLines} accept-failed lines`);
+  } finally {
+    sockets.forEach((s) => s.destroy());
+    await small.stop();
+  }
+});

@@ -11,16 +11,17 @@ const START_TIMEOUT_MS = 20000;
  * `listening on 127.0.0.1:PORT`. Returns { url, port, stop(), stderr(), closeStderr() }.
  * `port` listens on that port instead (to restart a server where its clients expect it);
  * `env` adds environment variables (e.g. `HUBCAST_HUB_*` hub options); `control: true` runs
- * `hubcast control` (the control API alone) instead.
+ * `hubcast control` (the control API alone) instead; `wrapper` is a command that runs hubcast (and execs
+ * it), e.g. `['prlimit', '--nofile=256:256', '--']`.
  */
-function startServer({ port = 0, env = {}, control = false } = {}) {
+function startServer({ port = 0, env = {}, control = false, wrapper = [] } = {}) {
   const bin = process.env.HUBCAST_BIN || DEFAULT_BIN;
   const args = control
     ? ['control', '--listen', `127.0.0.1:${port}`]
     : ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'];
   const child = spawn(
-    bin,
-    args,
+    wrapper.length ? wrapper[0] : bin,
+    wrapper.length ? [...wrapper.slice(1), bin, ...args] : args,
     { stdio: ['ignore', 'ignore', 'pipe'], env: { HUBCAST_HISTORY: 'none', ...process.env, ...env, NO_COLOR: '1' } },
   );
   let log = '';
