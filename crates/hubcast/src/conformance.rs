@@ -12,13 +12,13 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use chrono::TimeZone;
 use futures_util::stream;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
 use hubcast_backplane::ConnectionId;
 use hubcast_gateway::auth::JwtAuth;
 use hubcast_gateway::http::bytes as response_bytes;
 use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{
-    Context, EchoHandler, GatewayBuilder, Hub, HubContext, HubError, HubOptions,
+    Body, Context, EchoHandler, GatewayBuilder, Hub, HubContext, HubError, HubOptions,
 };
 use hubcast_protocol::dotnet;
 use hubcast_protocol::negotiate::{NegotiateResponse, query_param};
@@ -348,6 +348,56 @@ fn test_token(secret: &[u8]) -> Option<String> {
     .ok()
 }
 
+/// The test server's `UncreatableHub`, whose constructor needs a service nobody provides: every
+/// connection completes its handshake, then closes with the error .NET sends when the hub cannot be
+/// created.
+fn uncreatable_hub() -> Hub<TestHub> {
+    Hub::builder("UncreatableHub", TestHub)
+        .on_connected(|_: Ctx| async move {
+            Err(HubError::internal(
+                "InvalidOperationException",
+                "Unable to resolve service for type 'System.Object' while attempting to activate \
+                 'FunctionalTests.UncreatableHub'.",
+            ))
+        })
+        .build()
+}
+
+/// `/echoredirect…`: a method-preserving redirect (307) to the same path under `/echo`, query kept, as
+/// the test server's middleware answers every method but OPTIONS (204 there, like its CORS middleware).
+/// The location is absolute when the request names its host (node's EventSource polyfill follows no
+/// relative redirect), relative otherwise (as .NET writes it).
+fn echo_redirect(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Response<Body> {
+    if method == http::Method::OPTIONS {
+        return response_bytes(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
+    }
+    let path = uri.path();
+    let rest = path.get("/echoredirect".len()..).unwrap_or("");
+    let origin = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(|host| {
+            let https = headers
+                .get("x-forwarded-proto")
+                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+            format!("{}://{host}", if https { "https" } else { "http" })
+        })
+        .unwrap_or_default();
+    let location = match uri.query() {
+        Some(query) => format!("{origin}/echo{rest}?{query}"),
+        None => format!("{origin}/echo{rest}"),
+    };
+    let mut response = response_bytes(StatusCode::TEMPORARY_REDIRECT, "text/plain", Bytes::new());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// No arguments (an empty array in both protocols).
 const NO_ARGS: [(); 0] = [];
 
@@ -383,7 +433,7 @@ pub(crate) fn mount(
     let redirects = Arc::new(AtomicU64::new(0));
     let results_hub = handle.clone();
     let builder = builder
-        .hub("/testhub", test_hub("TestHub"), options)
+        .hub("/testhub", test_hub("TestHub"), options.clone())
         .hub(
             "/testhub-nowebsockets",
             test_hub("TestHubNoWebSockets"),
@@ -403,6 +453,26 @@ pub(crate) fn mount(
             authorized,
         )
         .endpoint_authentication("/authorizedhub", auth)
+        .hub("/uncreatable", uncreatable_hub(), options)
+        .route(
+            "/echoredirect",
+            Arc::new(|request| {
+                let response = echo_redirect(request.method(), request.uri(), request.headers());
+                Box::pin(async move { response })
+            }),
+        )
+        .route(
+            "/bad-negotiate",
+            Arc::new(|request| {
+                let status = if request.method() == http::Method::OPTIONS {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let body = Bytes::from_static(b"Some response from server");
+                Box::pin(async move { response_bytes(status, "text/plain", body) })
+            }),
+        )
         .route(
             "/generatejwttoken",
             Arc::new(move |_| {
