@@ -108,6 +108,39 @@ async fn connections_over_a_cap_are_closed_at_accept() {
 }
 
 #[tokio::test]
+async fn open_websockets_keep_their_places_under_the_caps() {
+    let limits = ServerLimits {
+        max_connections_per_ip: 2,
+        header_read_timeout: Duration::from_secs(5),
+        ..ServerLimits::default()
+    };
+    let server = server(limits).await;
+    let token = format!("/hub?access_token={}", token(SECRET, "ann", &[], 60));
+    let first =
+        HubClient::connect_to(server.addr, &token, hubcast_protocol::Protocol::Json, 1).await;
+    let second =
+        HubClient::connect_to(server.addr, &token, hubcast_protocol::Protocol::Json, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert_eq!(
+        read_to_close(&mut third, Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some(""),
+        "a third connection was served while two WebSockets were open"
+    );
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        http(server.addr, "GET", "/nothing", &[], b"").await.status,
+        404
+    );
+}
+
+#[tokio::test]
 async fn oversized_heads_and_missing_host_are_refused() {
     let server = server(ServerLimits::default()).await;
     let big = "a".repeat(100 * 1024);

@@ -86,6 +86,21 @@ pub(crate) struct Admitted {
     address: IpAddr,
 }
 
+/// An admitted connection's place, in the extensions of its requests: a WebSocket upgrade takes it
+/// along, so the socket counts against the caps for as long as it is open, not only its HTTP part.
+#[derive(Clone)]
+pub(crate) struct Place {
+    _held: Arc<Admitted>,
+}
+
+impl Place {
+    pub(crate) fn new(admitted: Admitted) -> Self {
+        Self {
+            _held: Arc::new(admitted),
+        }
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.admission.open.fetch_sub(1, Ordering::Relaxed);

@@ -101,9 +101,10 @@ pub(crate) async fn serve(
         let closing = shutdown.clone();
         let http1 = http1.clone();
         tokio::spawn(async move {
-            let _admitted = admitted;
-            let service = hyper::service::service_fn(move |request| {
+            let place = listener::Place::new(admitted);
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let inner = inner.clone();
+                request.extensions_mut().insert(place.clone());
                 async move { Ok::<_, Infallible>(route(inner, request, remote).await) }
             });
             let connection = http1

@@ -63,10 +63,13 @@ pub(super) fn upgrade(
         }
         return Err(refusal);
     }
-    let (parts, _) = request.into_parts();
+    let (mut parts, _) = request.into_parts();
+    // The socket keeps its place under the listener's connection caps while it is open.
+    let place = parts.extensions.remove::<super::listener::Place>();
     connection.bind_request(&parts, remote, user);
     let manager = inner.manager.clone();
     tokio::spawn(async move {
+        let _place = place;
         match upgraded.await {
             Ok(ws) => run(connection.clone(), ws).await,
             Err(error) => {
