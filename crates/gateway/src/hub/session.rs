@@ -461,7 +461,9 @@ impl Session {
             stream_ids,
             ..
         } = invocation;
-        let fail = |text: String| self.fail(invocation_id.as_deref(), text);
+        // Boxed: the receive loop's future lives as long as the connection, and an inline reply
+        // future at each refusal would grow it for every idle connection.
+        let fail = |text: String| Box::pin(self.fail(invocation_id.as_deref(), text));
         let key = target.to_lowercase();
         let hub_name = self.hub.shared.name.clone();
         let method: Arc<str> = if self.hub.app.is_declared(&key) {
@@ -563,7 +565,7 @@ impl Session {
                 let items = match streams::start(stream, &target, detailed).await {
                     Ok(items) => items,
                     Err(text) => {
-                        self.complete(id, Outcome::Error(text)).await;
+                        Box::pin(self.complete(id, Outcome::Error(text))).await;
                         return None;
                     }
                 };
