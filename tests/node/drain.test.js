@@ -80,7 +80,10 @@ test('a draining node hands its clients to another one without losing a chat mes
       if (ready !== 200) break;
       await sleep(10);
     }
-    assert.ok(ready === 503 || ready === 'gone', `ready: ${ready}`);
+    // The admin listener stays up through the drain: readiness says 503, liveness 200, metrics scrape.
+    assert.equal(ready, 503);
+    assert.equal((await fetch(`http://127.0.0.1:${admin}/live`)).status, 200);
+    assert.match(await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text(), /hubcast_transport_connections/);
     const exit = await stopped;
     assert.equal(exit.killed, false, 'the draining node exited within its grace');
     await withTimeout(Promise.all(readers.map((r) => r.moved)), 15000, 'every reader moved');

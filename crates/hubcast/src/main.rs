@@ -200,10 +200,13 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let admin_addr = admin_listener.local_addr().unwrap_or(admin_listen);
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
+    // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
+    // scraped until the process is about to exit.
+    let admin_shutdown = CancellationToken::new();
     tokio::spawn(admin::serve(
         admin_listener,
         readiness.clone(),
-        shutdown.clone(),
+        admin_shutdown.clone(),
     ));
     let signal = shutdown_signal();
     readiness.set(true);
@@ -232,6 +235,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!(%error, "could not remove this node's presence; other nodes will sweep it");
     }
+    admin_shutdown.cancel();
     tracing::info!("stopped");
     Ok(())
 }
