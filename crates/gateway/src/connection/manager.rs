@@ -110,18 +110,14 @@ impl ConnectionManager {
     /// Closes every connection with `reason`, spread evenly over `window` (a drain: clients reconnect
     /// elsewhere a few at a time instead of all at once).
     pub(crate) async fn close_spread(&self, reason: &crate::close::CloseReason, window: Duration) {
-        const TICK: Duration = Duration::from_millis(10);
         let connections: Vec<Arc<Connection>> =
             self.connections.iter().map(|c| c.value().clone()).collect();
-        let ticks = usize::try_from(window.as_millis() / TICK.as_millis())
-            .unwrap_or(usize::MAX)
-            .max(1);
-        let per_tick = connections.len().div_ceil(ticks).max(1);
-        for chunk in connections.chunks(per_tick) {
-            for connection in chunk {
-                connection.close_with(reason.clone());
-            }
-            tokio::time::sleep(TICK).await;
+        // Connection i of n closes at i/n of the window: evenly over all of it, however few there are.
+        let start = tokio::time::Instant::now();
+        let count = connections.len().max(1) as f64;
+        for (i, connection) in connections.iter().enumerate() {
+            tokio::time::sleep_until(start + window.mul_f64(i as f64 / count)).await;
+            connection.close_with(reason.clone());
         }
     }
 
