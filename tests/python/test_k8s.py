@@ -41,6 +41,10 @@ def test_overlays_render_and_validate(overlay):
         assert expected in kinds, expected
 
     gateway = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "hubcast-gateway")
+    # The HPA owns the gateway's replica count: a replicas field would reset a scaled-out fleet on apply.
+    assert "replicas" not in gateway["spec"]
+    hpa = next(o for o in objects if o["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == (3 if overlay == "prod" else 1)
     pod = gateway["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
