@@ -37,6 +37,19 @@ def test_dockerfile_is_multi_stage_non_root_with_exec_form_entrypoint():
             assert (REPO / source).exists(), source
 
 
+def test_the_build_context_leaves_outputs_and_dependencies_out():
+    ignored = [
+        line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for pattern in ["target", "**/node_modules", ".git"]:
+        assert pattern in ignored, pattern
+    # What the Dockerfile copies by name is not ignored (web/package*.json, web/).
+    text = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.M):
+        assert source.rstrip("/") not in ignored, source
+
+
 def test_compose_uses_real_flags_and_variables():
     compose = yaml.safe_load((REPO / "deploy" / "compose" / "docker-compose.yml").read_text())
     checked = 0
