@@ -37,16 +37,24 @@ async fn closes_are_spread_over_the_whole_window() {
     }
     let started = Instant::now();
     shutdown.cancel();
+    // Each client waits for its Close on its own task, so every close is timed when it arrives.
+    let waits: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                loop {
+                    match client.next_non_ping(SECOND * 5).await {
+                        Some(HubMessage::Close(_)) => return started.elapsed(),
+                        Some(_) => {}
+                        None => panic!("no Close"),
+                    }
+                }
+            })
+        })
+        .collect();
     let mut closed_at = Vec::new();
-    for mut client in clients {
-        loop {
-            match client.next_non_ping(SECOND * 5).await {
-                Some(HubMessage::Close(_)) => break,
-                Some(_) => {}
-                None => panic!("no Close"),
-            }
-        }
-        closed_at.push(started.elapsed());
+    for wait in waits {
+        closed_at.push(wait.await.unwrap());
     }
     closed_at.sort();
     let (first, last) = (closed_at[0], closed_at[39]);
