@@ -107,6 +107,12 @@ class StreamingTest extends ConformanceServerTest {
             for (int i = 0; i < 5; i++) {
                 Recorder stream = new Recorder(connection.stream(String.class, "InfiniteStream"));
                 assertEquals("open " + i, get(connection.invoke(String.class, "Echo", "open " + i)));
+                if (transport == Transport.LONG_POLLING) {
+                    // Each message is its own concurrent POST: without a pause the CancelInvocation can
+                    // overtake the StreamInvocation, and a cancel of an unknown stream does nothing
+                    // (docs/compatibility.md, the Java client's long polling).
+                    io.reactivex.rxjava3.core.Completable.timer(150, TimeUnit.MILLISECONDS).blockingAwait();
+                }
                 stream.subscription.dispose();
                 final int expected = i + 1;
                 waitUntil(() -> canceled.get() >= expected, WAIT_MS, () -> expected + " StreamCanceled calls, got " + canceled);
