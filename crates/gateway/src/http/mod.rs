@@ -104,7 +104,10 @@ pub(crate) async fn serve(
             let place = listener::Place::new(admitted);
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let inner = inner.clone();
-                request.extensions_mut().insert(place.clone());
+                // Only an upgrade outlives this task; other requests need no place of their own.
+                if fastwebsockets::upgrade::is_upgrade_request(&request) {
+                    request.extensions_mut().insert(place.clone());
+                }
                 async move { Ok::<_, Infallible>(route(inner, request, remote).await) }
             });
             let connection = http1
