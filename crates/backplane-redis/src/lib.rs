@@ -19,6 +19,7 @@
 
 mod commands;
 mod link;
+mod metrics;
 mod presence;
 mod topology;
 mod wire;

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{Context, GroupName, Hub, HubError};
+use hubcast_http::throttle::LogThrottle;
 use hubcast_protocol::dotnet::DateTime;
 
 use unicode_normalization::UnicodeNormalization;
@@ -60,6 +61,8 @@ const TYPING_EVERY: Duration = Duration::from_millis(500);
 /// What the chat hub shares between connections.
 pub struct Chat {
     store: Arc<dyn MessageStore>,
+    /// Store failures by operation (`hubcast_chat_store_errors_total`).
+    store_errors: prometheus::IntCounterVec,
     /// When each user last had a typing event relayed.
     typing: Mutex<HashMap<String, Instant>>,
 }
@@ -70,10 +73,45 @@ const TYPING_PRUNE_AT: usize = 256;
 impl Chat {
     /// A chat keeping its history in `store`.
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
+        let opts = prometheus::Opts::new(
+            "hubcast_chat_store_errors_total",
+            "Chat history operations that failed (disk full, database unreachable), by operation",
+        );
+        let store_errors = prometheus::IntCounterVec::new(opts, &["operation"])
+            .unwrap_or_else(|e| unreachable!("a static metric definition: {e}"));
+        // The failure series exist at 0 from the start, for dashboards and alerts.
+        for operation in STORE_OPERATIONS {
+            store_errors.with_label_values(&[operation]);
+        }
         Self {
             store,
+            store_errors,
             typing: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds the chat's series to `registry` (the process's, served at `/metrics`).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.store_errors.clone()))
+    }
+
+    /// A failed store operation, counted, logged (throttled, with the cause, never the message text)
+    /// and turned into the hub error the caller gets.
+    fn store_error(&self, operation: &'static str) -> impl Fn(crate::StoreError) -> HubError + '_ {
+        move |error| {
+            self.store_errors.with_label_values(&[operation]).inc();
+            if let Some(suppressed) = STORE_LOG.admit() {
+                tracing::warn!(operation, %error, suppressed, "the chat history store failed");
+            }
+            HubError::internal("StoreException", error.to_string())
+        }
+    }
+
+    fn stored(
+        &self,
+        result: Result<StoredMessage, crate::StoreError>,
+    ) -> Result<StoredMessage, HubError> {
+        result.map_err(self.store_error("append"))
     }
 
     /// Whether a typing event of `name` is relayed: a stop always (and it forgets the user), a start at
@@ -127,7 +165,7 @@ async fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
         .store
         .muted_until(&user(ctx))
         .await
-        .map_err(store_error("muted_until"))?;
+        .map_err(ctx.state().store_error("muted_until"))?;
     match until {
         Some(until) => Err(HubError::new(format!(
             "You are muted until {}.",
@@ -235,48 +273,14 @@ fn backplane_error(error: hubcast_gateway::BackplaneError) -> HubError {
     HubError::internal("BackplaneException", error.to_string())
 }
 
-/// Store failures by operation (`hubcast_chat_store_errors_total`).
-static STORE_ERRORS: std::sync::LazyLock<prometheus::IntCounterVec> =
-    std::sync::LazyLock::new(|| {
-        let opts = prometheus::Opts::new(
-            "hubcast_chat_store_errors_total",
-            "Chat history operations that failed (disk full, database unreachable), by operation",
-        );
-        let counter = prometheus::IntCounterVec::new(opts, &["operation"])
-            .unwrap_or_else(|_| unreachable!("the metric's name and labels are valid"));
-        hubcast_gateway::metrics::metrics().register(Box::new(counter.clone()));
-        counter
-    });
-
 /// The operations `hubcast_chat_store_errors_total` counts.
 const STORE_OPERATIONS: [&str; 5] = ["append", "read", "delete", "mute", "muted_until"];
 
 /// Logs store failures at most once a second.
-static STORE_LOG: hubcast_gateway::throttle::LogThrottle =
-    hubcast_gateway::throttle::LogThrottle::new(Duration::from_secs(1));
-
-/// A failed store operation, counted, logged (throttled, with the cause, never the message text) and
-/// turned into the hub error the caller gets.
-fn store_error(operation: &'static str) -> impl Fn(crate::StoreError) -> HubError {
-    move |error| {
-        STORE_ERRORS.with_label_values(&[operation]).inc();
-        if let Some(suppressed) = STORE_LOG.admit() {
-            tracing::warn!(operation, %error, suppressed, "the chat history store failed");
-        }
-        HubError::internal("StoreException", error.to_string())
-    }
-}
-
-fn stored(result: Result<StoredMessage, crate::StoreError>) -> Result<StoredMessage, HubError> {
-    result.map_err(store_error("append"))
-}
+static STORE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
 
 /// The chat hub.
 pub fn chat_hub(chat: Chat) -> Hub<Chat> {
-    // The failure series exist at 0 from the start, for dashboards and alerts.
-    for operation in STORE_OPERATIONS {
-        STORE_ERRORS.with_label_values(&[operation]);
-    }
     Hub::builder("chat", chat)
         .on_connected(|ctx: Ctx| async move {
             if others_online(&ctx).await == Some(false) {
@@ -351,7 +355,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 check_not_muted(&ctx).await?;
                 let name = user(&ctx);
                 // Stored before anyone hears of it: a completed send is durable.
-                let saved = stored(
+                let saved = ctx.state().stored(
                     ctx.state()
                         .store
                         .append(&room, &name, &message, Utc::now())
@@ -379,7 +383,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 check_not_muted(&ctx).await?;
                 let name = user(&ctx);
                 let conversation = direct_room(&name, &to_user);
-                let saved = stored(
+                let saved = ctx.state().stored(
                     ctx.state()
                         .store
                         .append(&conversation, &name, &message, Utc::now())
@@ -480,7 +484,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
                 .store
                 .mute(&target, until)
                 .await
-                .map_err(store_error("mute"))?;
+                .map_err(ctx.state().store_error("mute"))?;
             tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
             Ok(())
         })
@@ -490,7 +494,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             let found = store
                 .recent_by_id(id)
                 .await
-                .map_err(store_error("read"))?;
+                .map_err(ctx.state().store_error("read"))?;
             let Some(message) = found else {
                 return Err(HubError::new("No such message."));
             };
@@ -500,7 +504,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
             store
                 .delete(id)
                 .await
-                .map_err(store_error("delete"))?;
+                .map_err(ctx.state().store_error("delete"))?;
             tracing::info!(target: "hubcast::audit", action = "delete", actor = %user(&ctx), message_id = id, author = %message.from_user);
             ctx.clients().all().send("MessageDeleted", &(id,)).await?;
             Ok(())
@@ -528,7 +532,7 @@ async fn history(
         .store
         .recent(&room, before, take)
         .await
-        .map_err(store_error("read"))
+        .map_err(ctx.state().store_error("read"))
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ use hubcast_backplane::{
     Backplane, BackplaneError, ConnectionId, GroupAction, GroupCommand, GroupName, Publish,
     RemoteError, SerializedMessage, Target, UserId,
 };
-use hubcast_gateway::http::bytes as response;
-use hubcast_gateway::{Body, RouteHandler};
+use hubcast_http::bytes as response;
+use hubcast_http::{Body, RemoteAddr, RouteHandler};
 use hubcast_protocol::{HubMessage, Invocation, NamingPolicy};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -69,31 +69,59 @@ pub struct ControlApi {
     /// The `iss` and `aud` the gateways require of client tokens, put into the tokens it issues.
     token_issuer: Option<String>,
     token_audience: Option<String>,
+    metrics: ControlMetrics,
 }
 
-/// A failed request: status, error code and message, sent as `{"code", "message"}`, and headers (the
-/// methods allowed of a 405, the `Retry-After` of a 429).
+/// The control API's series (`hubcast_control_requests_total`), registered by the binary.
+#[derive(Clone)]
+struct ControlMetrics {
+    requests: prometheus::IntCounterVec,
+}
+
+impl ControlMetrics {
+    fn new() -> Self {
+        let opts = prometheus::Opts::new(
+            "hubcast_control_requests_total",
+            "Control-API requests by status",
+        );
+        Self {
+            requests: prometheus::IntCounterVec::new(opts, &["status"])
+                .unwrap_or_else(|e| unreachable!("a static metric definition: {e}")),
+        }
+    }
+}
+
+/// A failed request, sent as `{"code", "message"}`.
 #[derive(Debug)]
-struct Failure(
-    StatusCode,
-    &'static str,
-    String,
-    Vec<(http::HeaderName, String)>,
-);
+struct Failure {
+    status: StatusCode,
+    /// The machine-readable error code (`HubNotFound`, …).
+    code: &'static str,
+    message: String,
+    /// Extra headers: the methods allowed of a 405, the `Retry-After` of a 429.
+    headers: Vec<(http::HeaderName, String)>,
+}
 
 fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
-    Failure(status, code, message.into(), Vec::new())
+    Failure {
+        status,
+        code,
+        message: message.into(),
+        headers: Vec::new(),
+    }
 }
 
 /// The 429 of an address over its failure budget.
 fn too_many_failures(wait: std::time::Duration) -> Failure {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    Failure(
-        StatusCode::TOO_MANY_REQUESTS,
-        "TooManyFailedAuthentications",
-        format!("Too many failed authentications from this address; retry after {seconds} s."),
-        vec![(http::header::RETRY_AFTER, seconds.to_string())],
-    )
+    Failure {
+        headers: vec![(http::header::RETRY_AFTER, seconds.to_string())],
+        ..fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyFailedAuthentications",
+            format!("Too many failed authentications from this address; retry after {seconds} s."),
+        )
+    }
 }
 
 impl From<BackplaneError> for Failure {
@@ -245,7 +273,30 @@ impl ControlApi {
             failures: throttle::FailureBudget::new(throttle::DEFAULT_FREE_FAILURES),
             token_issuer: None,
             token_audience: None,
+            metrics: ControlMetrics::new(),
         }
+    }
+
+    /// Adds the API's series to `registry` (the process's, served at `/metrics`).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.metrics.requests.clone()))
+    }
+
+    /// Serves the API alone on `listener` until `shutdown` (the `hubcast control` process), with the
+    /// listener's `limits`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: &hubcast_http::ServerLimits,
+        metrics: &hubcast_http::HttpMetrics,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let handler = move |mut request: Request<Incoming>, remote| {
+            request.extensions_mut().insert(RemoteAddr(remote));
+            let api = self.clone();
+            async move { api.handle(request).await }
+        };
+        hubcast_http::serve(listener, limits, metrics, shutdown, handler).await;
     }
 
     /// Lets `:generateToken` issue client tokens signed HS256 with `key` (the gateway's token secret).
@@ -282,7 +333,7 @@ impl ControlApi {
         let (parts, body) = request.into_parts();
         let address = parts
             .extensions
-            .get::<hubcast_gateway::http::RemoteAddr>()
+            .get::<RemoteAddr>()
             .map(|remote| remote.0.ip());
         // An address that failed to authenticate too often waits, whatever it sends now.
         let result = match address.and_then(|a| self.failures.blocked(a)) {
@@ -292,7 +343,8 @@ impl ControlApi {
         // Only presented credentials count: a guesser always presents one.
         let presented = parts.headers.contains_key(http::header::AUTHORIZATION)
             || parts.headers.contains_key("x-api-key");
-        if let (Err(Failure(StatusCode::UNAUTHORIZED, ..)), Some(address)) = (&result, address)
+        if let (Err(failure), Some(address)) = (&result, address)
+            && failure.status == StatusCode::UNAUTHORIZED
             && presented
             && let Some(pause) = self.failures.failed(address)
         {
@@ -300,15 +352,20 @@ impl ControlApi {
         }
         let status = match &result {
             Ok(response) => response.status(),
-            Err(failure) => failure.0,
+            Err(failure) => failure.status,
         };
-        hubcast_gateway::metrics::metrics()
-            .control_requests
+        self.metrics
+            .requests
             .with_label_values(&[status.as_str()])
             .inc();
         match result {
             Ok(response) => response,
-            Err(Failure(status, code, message, headers)) => {
+            Err(Failure {
+                status,
+                code,
+                message,
+                headers,
+            }) => {
                 if status.is_server_error() {
                     tracing::warn!(code, %message, path = parts.uri.path(), "control API request failed");
                 }
@@ -336,12 +393,14 @@ impl ControlApi {
             RouteError::NotFound => fail(StatusCode::NOT_FOUND, "NotFound", "No such endpoint."),
             RouteError::MethodNotAllowed(allowed) => {
                 let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
-                Failure(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "MethodNotAllowed",
-                    format!("{} is not allowed here.", parts.method),
-                    vec![(http::header::ALLOW, allow.join(", "))],
-                )
+                Failure {
+                    headers: vec![(http::header::ALLOW, allow.join(", "))],
+                    ..fail(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "MethodNotAllowed",
+                        format!("{} is not allowed here.", parts.method),
+                    )
+                }
             }
             RouteError::Invalid(code, message) => fail(StatusCode::BAD_REQUEST, code, message),
         })?;

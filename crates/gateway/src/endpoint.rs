@@ -8,84 +8,31 @@ use bytes::Bytes;
 use hubcast_backplane::{BoxFuture, ConnectionId};
 
 use crate::config::HubOptions;
-use crate::connection::{Connection, Inbound, InboundEnd, PushError, RequestInfo};
+use crate::connection::{Connection, Inbound, Mount, PushError, RequestInfo};
 use crate::hub::HubRuntime;
 
-/// A mapped path.
+/// A mapped path: what its connections need of it (the [`Mount`]), and what runs on them.
 pub(crate) struct Endpoint {
-    /// The path as mapped, lower-cased, without a trailing slash.
-    pub(crate) path: String,
-    pub(crate) options: HubOptions,
+    pub(crate) mount: Arc<Mount>,
     pub(crate) app: App,
     /// This endpoint's own bearer-token validator, in place of the gateway's (and of session tokens).
     pub(crate) auth: Option<Arc<crate::auth::JwtAuth>>,
-    /// Connections per user and per client address, for `max_connections_per_*`.
-    pub(crate) occupancy: Occupancy,
 }
 
-/// Who holds how many connections of an endpoint on this node.
-#[derive(Default)]
-pub(crate) struct Occupancy {
-    users: dashmap::DashMap<hubcast_backplane::UserId, usize>,
-    addresses: dashmap::DashMap<std::net::IpAddr, usize>,
-}
-
-impl Occupancy {
-    /// Counts a new connection of `user` from `address`, unless that would pass a limit (0: none).
-    pub(crate) fn admit(
-        &self,
-        user: Option<&hubcast_backplane::UserId>,
-        address: Option<std::net::IpAddr>,
-        options: &HubOptions,
-    ) -> bool {
-        let over = |count: usize, limit: usize| limit > 0 && count >= limit;
-        if let Some(user) = user
-            && over(
-                self.users.get(user).map_or(0, |c| *c),
-                options.max_connections_per_user,
-            )
-        {
-            return false;
-        }
-        if let Some(address) = address
-            && over(
-                self.addresses.get(&address).map_or(0, |c| *c),
-                options.max_connections_per_ip,
-            )
-        {
-            return false;
-        }
-        if let Some(user) = user {
-            *self.users.entry(user.clone()).or_default() += 1;
-        }
-        if let Some(address) = address {
-            *self.addresses.entry(address).or_default() += 1;
-        }
-        true
+impl Endpoint {
+    /// The path as mapped, lower-cased, without a trailing slash.
+    pub(crate) fn path(&self) -> &str {
+        &self.mount.path
     }
 
-    /// Forgets a connection counted by [`admit`](Self::admit).
-    pub(crate) fn release(
-        &self,
-        user: Option<&hubcast_backplane::UserId>,
-        address: Option<std::net::IpAddr>,
-    ) {
-        if let Some(user) = user {
-            self.users.remove_if_mut(user, |_, count| {
-                *count -= 1;
-                *count == 0
-            });
-        }
-        if let Some(address) = address {
-            self.addresses.remove_if_mut(&address, |_, count| {
-                *count -= 1;
-                *count == 0
-            });
-        }
+    /// The options of its transports and hub.
+    pub(crate) fn options(&self) -> &HubOptions {
+        &self.mount.options
     }
 }
 
 /// What runs on the connections of an endpoint.
+#[derive(Clone)]
 pub(crate) enum App {
     Hub(Arc<HubRuntime>),
     Raw(Arc<dyn ConnectionHandler>),
@@ -159,18 +106,18 @@ impl ConnectionHandler for EchoHandler {
 /// Runs the endpoint's application on a connection whose transport was just attached, then finishes the
 /// outbound queue so the transport can end. The transport removes the connection from the manager once
 /// it has written what was queued.
-pub(crate) async fn run_application(connection: Arc<Connection>, inbound: Inbound) {
+pub(crate) async fn run_application(app: App, connection: Arc<Connection>, inbound: Inbound) {
     // One span per connection: every event of its application carries the connection id and path.
     let span = tracing::info_span!(
         "connection",
         connection_id = %connection.id,
-        path = %connection.endpoint.path,
+        path = %connection.mount.path,
     );
-    tracing::Instrument::instrument(serve_application(connection, inbound), span).await;
+    tracing::Instrument::instrument(serve_application(app, connection, inbound), span).await;
 }
 
-async fn serve_application(connection: Arc<Connection>, inbound: Inbound) {
-    match &connection.endpoint.app {
+async fn serve_application(app: App, connection: Arc<Connection>, inbound: Inbound) {
+    match &app {
         App::Hub(hub) => hub.clone().run_session(connection.clone(), inbound).await,
         App::Raw(handler) => {
             let raw = RawConnection {
@@ -182,19 +129,4 @@ async fn serve_application(connection: Arc<Connection>, inbound: Inbound) {
         }
     }
     connection.close_inbound();
-}
-
-/// The end of input from a transport, mapped to a close reason.
-pub(crate) fn inbound_end_reason(end: InboundEnd) -> crate::close::CloseReason {
-    match end {
-        InboundEnd::Closed => crate::close::CloseReason::ClientClosed,
-        InboundEnd::Failed(detail) => {
-            tracing::debug!(%detail, "transport failed");
-            crate::close::CloseReason::TransportLost
-        }
-        InboundEnd::Violation { code, detail } => {
-            tracing::debug!(code, detail, "the client broke the WebSocket protocol");
-            crate::close::CloseReason::WebSocketViolation { code, detail }
-        }
-    }
 }

@@ -7,19 +7,17 @@
 //!
 //! Module map: [`config`] (options and defaults), [`hub`] (the Hub API, sessions, registry),
 //! `connection` (transport-level connections, outbound queues), `http` (routing and transports),
-//! [`endpoint`] (mapped paths, raw connection handlers), [`close`] (close reasons), [`admin`] (health).
+//! [`endpoint`] (mapped paths, raw connection handlers), [`close`] (close reasons). The accept loop,
+//! admin listener and HTTP types are hubcast-http's.
 
-pub mod admin;
 pub mod auth;
 pub mod close;
 pub mod config;
 mod connection;
 pub mod endpoint;
-pub mod http;
+mod http;
 pub mod hub;
 pub mod metrics;
-pub mod throttle;
-pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,11 +30,12 @@ use tokio_util::sync::CancellationToken;
 pub use config::{HubOptions, OptionsError};
 pub use connection::{PushError, RequestInfo};
 pub use endpoint::{ConnectionHandler, EchoHandler, RawChunk, RawConnection};
-pub use http::{Body, NegotiateHook, RouteHandler};
+pub use http::NegotiateHook;
 pub use hub::{Context, Hub, HubContext, HubError};
+pub use hubcast_http::{Body, RouteHandler, ServerLimits};
 
 use close::CloseReason;
-use connection::ConnectionManager;
+use connection::{ConnectionManager, Mount};
 use endpoint::{App, Endpoint};
 use hub::{HubApp, HubRuntime};
 
@@ -47,10 +46,12 @@ pub(crate) struct GatewayInner {
     pub(crate) routes: Vec<(String, RouteHandler)>,
     pub(crate) negotiate_hook: Option<NegotiateHook>,
     pub(crate) auth: Option<Arc<auth::JwtAuth>>,
-    pub(crate) sessions: Option<Arc<auth::SessionCookies>>,
+    pub(crate) sessions: Option<Arc<dyn auth::SessionAuth>>,
     pub(crate) cors: http::cors::Cors,
     pub(crate) fallback: Option<RouteHandler>,
-    pub(crate) limits: http::ServerLimits,
+    pub(crate) limits: ServerLimits,
+    pub(crate) http_metrics: hubcast_http::HttpMetrics,
+    pub(crate) metrics: Arc<metrics::GatewayMetrics>,
 }
 
 /// Why a gateway could not be built.
@@ -85,11 +86,12 @@ pub struct GatewayBuilder {
     routes: Vec<(String, RouteHandler)>,
     negotiate_hook: Option<NegotiateHook>,
     auth: Option<Arc<auth::JwtAuth>>,
-    sessions: Option<Arc<auth::SessionCookies>>,
+    sessions: Option<Arc<dyn auth::SessionAuth>>,
     allowed_origins: Vec<String>,
     limiter: Arc<dyn hub::RateLimiter>,
     fallback: Option<RouteHandler>,
-    limits: http::ServerLimits,
+    limits: ServerLimits,
+    http_metrics: hubcast_http::HttpMetrics,
 }
 
 impl GatewayBuilder {
@@ -106,13 +108,21 @@ impl GatewayBuilder {
             allowed_origins: Vec::new(),
             limiter: Arc::new(hub::LocalRateLimiter::default()),
             fallback: None,
-            limits: http::ServerLimits::default(),
+            limits: ServerLimits::default(),
+            http_metrics: hubcast_http::HttpMetrics::new(),
         }
     }
 
     /// The HTTP listener's limits (timeouts, connection caps, header size).
-    pub fn server_limits(mut self, limits: http::ServerLimits) -> Self {
+    pub fn server_limits(mut self, limits: ServerLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The listener's series (refused connections, accept errors), shared with the process's other
+    /// listeners; by default a set of its own that no registry shows.
+    pub fn http_metrics(mut self, metrics: hubcast_http::HttpMetrics) -> Self {
+        self.http_metrics = metrics;
         self
     }
 
@@ -128,9 +138,10 @@ impl GatewayBuilder {
         self
     }
 
-    /// Accepts session cookies and mounts the `/auth/…` sign-in routes (see [`auth::SessionCookies`]).
-    pub fn session_cookies(mut self, sessions: auth::SessionCookies) -> Self {
-        self.sessions = Some(Arc::new(sessions));
+    /// Accepts the session tokens and cookies of `sessions` (hubcast-sessions' `SessionCookies`, whose
+    /// sign-in routes are mounted with [`route`](Self::route)).
+    pub fn sessions(mut self, sessions: Arc<dyn auth::SessionAuth>) -> Self {
+        self.sessions = Some(sessions);
         self
     }
 
@@ -142,8 +153,8 @@ impl GatewayBuilder {
     }
 
     /// Authenticates negotiate and transport requests with JWT bearer tokens.
-    pub fn authentication(mut self, auth: auth::JwtAuth) -> Self {
-        self.auth = Some(Arc::new(auth));
+    pub fn authentication(mut self, auth: impl Into<Arc<auth::JwtAuth>>) -> Self {
+        self.auth = Some(auth.into());
         self
     }
 
@@ -193,12 +204,7 @@ impl GatewayBuilder {
 
     /// Validates the options and starts the hubs.
     pub async fn build(mut self) -> Result<Gateway, BuildError> {
-        if let Some(sessions) = &self.sessions {
-            self.routes.push((
-                "/auth/".to_owned(),
-                sessions.clone().routes(self.auth.clone()),
-            ));
-        }
+        let metrics = Arc::new(metrics::GatewayMetrics::new());
         let mut endpoints = Vec::new();
         let mut hubs = HashMap::new();
         for (path, options, app) in self.endpoints {
@@ -206,7 +212,7 @@ impl GatewayBuilder {
                 path: path.clone(),
                 source,
             })?;
-            if endpoints.iter().any(|e: &Arc<Endpoint>| e.path == path) {
+            if endpoints.iter().any(|e: &Arc<Endpoint>| e.path() == path) {
                 return Err(BuildError::DuplicatePath(path));
             }
             let app = match app {
@@ -216,6 +222,7 @@ impl GatewayBuilder {
                         options.clone(),
                         self.backplane.clone(),
                         self.limiter.clone(),
+                        &metrics,
                     )
                     .await?;
                     hubs.insert(runtime.shared.name.to_string(), runtime.clone());
@@ -225,10 +232,13 @@ impl GatewayBuilder {
             };
             endpoints.push(Arc::new(Endpoint {
                 auth: self.endpoint_auth.remove(&path),
-                path,
-                options,
+                mount: Arc::new(Mount {
+                    path,
+                    options,
+                    occupancy: Default::default(),
+                    metrics: metrics.clone(),
+                }),
                 app,
-                occupancy: Default::default(),
             }));
         }
         Ok(Gateway {
@@ -241,6 +251,8 @@ impl GatewayBuilder {
                 sessions: self.sessions,
                 fallback: self.fallback,
                 limits: self.limits,
+                http_metrics: self.http_metrics,
+                metrics,
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,
@@ -279,6 +291,11 @@ impl Gateway {
         self
     }
 
+    /// Adds the gateway's series to `registry` (the process's, served at `/metrics`).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.inner.metrics.register(registry)
+    }
+
     /// Transport-level connections currently open on this node.
     pub fn connection_count(&self) -> usize {
         self.inner.manager.len()
@@ -300,7 +317,11 @@ impl Gateway {
             tracing::info!(connections = self.inner.manager.len(), ?window, "draining");
             self.inner
                 .manager
-                .close_spread(&CloseReason::ServerShutdown, window)
+                .close_spread(
+                    &CloseReason::ServerShutdown,
+                    window,
+                    &self.inner.metrics.drain_remaining,
+                )
                 .await;
         }
         loop {

@@ -238,7 +238,7 @@ async fn an_expiring_token_closes_its_connection_when_asked_to() {
 
 #[tokio::test]
 async fn session_cookies_sign_in_and_out() {
-    use hubcast_gateway::auth::SessionCookies;
+    use hubcast_sessions::SessionCookies;
     let sessions = SessionCookies::new(b"cookie secret", std::time::Duration::from_secs(3600));
     let server = start_with_sessions(required(), Some(JwtAuth::hmac(SECRET)), Some(sessions)).await;
     let addr = server.addr;
@@ -407,7 +407,7 @@ fn signed(secret: &[u8], mut claims: serde_json::Value) -> String {
 /// for another audience or issuer fell back to the session validator and was accepted.
 #[tokio::test]
 async fn the_configured_issuer_and_audience_bind_every_bearer_token() {
-    use hubcast_gateway::auth::SessionCookies;
+    use hubcast_sessions::SessionCookies;
     let auth = JwtAuth::hmac(SECRET)
         .with_issuer("https://idp")
         .with_audience("hubcast");
@@ -457,7 +457,7 @@ async fn the_configured_issuer_and_audience_bind_every_bearer_token() {
 /// worked after logout.
 #[tokio::test]
 async fn sessions_end_with_their_token_and_at_logout() {
-    use hubcast_gateway::auth::SessionCookies;
+    use hubcast_sessions::SessionCookies;
     let sessions = SessionCookies::new(b"cookie secret", std::time::Duration::from_secs(24 * 3600));
     let server = start_with_sessions(required(), Some(JwtAuth::hmac(SECRET)), Some(sessions)).await;
     let addr = server.addr;

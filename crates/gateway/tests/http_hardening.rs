@@ -13,7 +13,7 @@ use common::*;
 use hubcast_backplane::MemoryBackplane;
 use hubcast_gateway::GatewayBuilder;
 use hubcast_gateway::HubOptions;
-use hubcast_gateway::http::ServerLimits;
+use hubcast_gateway::ServerLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

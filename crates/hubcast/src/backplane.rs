@@ -7,11 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hubcast_backplane::{Backplane, BoxFuture, MemoryBackplane};
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig, redact};
-use hubcast_gateway::auth::{LocalRevocations, Revocations};
 use hubcast_gateway::hub::{LocalRateLimiter, RateLimiter};
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts};
+use hubcast_sessions::{LocalRevocations, Revocations};
 
 use crate::cli::BackplaneArgs;
 
@@ -43,7 +40,6 @@ pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
     let redis = RedisBackplane::connect(config)
         .await
         .with_context(|| format!("starting the Redis backplane at {}", redact(spec)))?;
-    hubcast_gateway::metrics::metrics().register(Box::new(BackplaneMetrics::new(redis.clone())?));
     Ok(Chosen {
         backplane: Arc::new(redis.clone()),
         limiter: Arc::new(RedisRateLimiter {
@@ -108,107 +104,5 @@ impl RateLimiter for RedisRateLimiter {
                 }
             }
         })
-    }
-}
-
-/// The Redis backplane's state as metrics, read from [`RedisBackplane::status`] at each scrape.
-struct BackplaneMetrics {
-    redis: RedisBackplane,
-    connected: IntGauge,
-    queued: IntGauge,
-    lag: Gauge,
-    online: IntGaugeVec,
-    counters: [IntCounter; 5],
-}
-
-impl BackplaneMetrics {
-    fn new(redis: RedisBackplane) -> anyhow::Result<Self> {
-        let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        Ok(Self {
-            redis,
-            connected: IntGauge::new(
-                "hubcast_backplane_connected",
-                "1 while the Redis pub/sub link is up",
-            )?,
-            queued: IntGauge::new(
-                "hubcast_backplane_queued",
-                "Sends waiting for Redis (the outbox)",
-            )?,
-            lag: Gauge::new(
-                "hubcast_backplane_publish_lag_seconds",
-                "How long the oldest send of the last published batch waited in the outbox",
-            )?,
-            online: IntGaugeVec::new(
-                Opts::new(
-                    "hubcast_presence_online_users",
-                    "Online users per hub on every node (shared presence, read at each heartbeat)",
-                ),
-                &["hub"],
-            )?,
-            counters: [
-                counter(
-                    "hubcast_backplane_published_total",
-                    "Messages published to Redis",
-                )?,
-                counter(
-                    "hubcast_backplane_received_total",
-                    "Messages received from Redis",
-                )?,
-                counter(
-                    "hubcast_backplane_reconnects_total",
-                    "Times the Redis link came back after a loss",
-                )?,
-                counter(
-                    "hubcast_backplane_dropped_total",
-                    "Queued sends dropped because the outbox was full",
-                )?,
-                counter(
-                    "hubcast_backplane_malformed_total",
-                    "Received payloads that could not be read",
-                )?,
-            ],
-        })
-    }
-}
-
-impl Collector for BackplaneMetrics {
-    fn desc(&self) -> Vec<&Desc> {
-        let mut descs = self.connected.desc();
-        descs.extend(self.queued.desc());
-        descs.extend(self.lag.desc());
-        descs.extend(self.online.desc());
-        self.counters.iter().for_each(|c| descs.extend(c.desc()));
-        descs
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let status = self.redis.status();
-        self.connected.set(i64::from(status.connected));
-        self.queued
-            .set(i64::try_from(status.queued).unwrap_or(i64::MAX));
-        self.lag.set(status.publish_lag.as_secs_f64());
-        for (hub, users) in self.redis.presence_sizes() {
-            let users = i64::try_from(users).unwrap_or(i64::MAX);
-            self.online.with_label_values(&[hub.as_str()]).set(users);
-        }
-        let values = [
-            status.published,
-            status.received,
-            status.reconnects,
-            status.dropped,
-            status.malformed,
-        ];
-        for (counter, value) in self.counters.iter().zip(values) {
-            counter.reset();
-            counter.inc_by(value);
-        }
-        let mut families = self.connected.collect();
-        families.extend(self.queued.collect());
-        families.extend(self.lag.collect());
-        families.extend(self.online.collect());
-        self.counters
-            .iter()
-            .for_each(|c| families.extend(c.collect()));
-        families
     }
 }

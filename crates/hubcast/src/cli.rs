@@ -45,7 +45,7 @@ pub(crate) struct ServeArgs {
     /// Address of the client listener [default: 0.0.0.0:8080, or `listen` in the file].
     #[arg(long, env = "HUBCAST_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
-    /// Address of the admin listener (/live, /ready) [default: 0.0.0.0:9090].
+    /// Address of the admin listener (/live, /ready, /metrics) [default: 0.0.0.0:9090].
     #[arg(long, env = "HUBCAST_ADMIN_LISTEN")]
     pub(crate) admin_listen: Option<SocketAddr>,
     /// Configuration file (TOML); see `hubcast default-config`.
@@ -156,6 +156,9 @@ pub(crate) struct ControlArgs {
     /// Address of the control API listener.
     #[arg(long, env = "HUBCAST_LISTEN", default_value = "0.0.0.0:8081")]
     pub(crate) listen: SocketAddr,
+    /// Address of the admin listener (/live, /ready, /metrics).
+    #[arg(long, env = "HUBCAST_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub(crate) admin_listen: SocketAddr,
     #[command(flatten)]
     pub(crate) backplane: BackplaneArgs,
     #[command(flatten)]

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hubcast_gateway::HubOptions;
-use hubcast_gateway::http::ServerLimits;
-use hubcast_gateway::upstream::UpstreamOptions;
+use hubcast_http::ServerLimits;
+use hubcast_upstream::UpstreamOptions;
 use serde::Deserialize;
 
 /// The annotated default file that `hubcast default-config` prints.

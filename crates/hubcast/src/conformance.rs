@@ -15,11 +15,11 @@ use futures_util::stream;
 use http::{HeaderValue, Response, StatusCode, header};
 use hubcast_backplane::ConnectionId;
 use hubcast_gateway::auth::JwtAuth;
-use hubcast_gateway::http::bytes as response_bytes;
 use hubcast_gateway::hub::ClientStream;
 use hubcast_gateway::{
     Body, Context, EchoHandler, GatewayBuilder, Hub, HubContext, HubError, HubOptions,
 };
+use hubcast_http::bytes as response_bytes;
 use hubcast_protocol::dotnet;
 use hubcast_protocol::negotiate::{NegotiateResponse, query_param};
 use hubcast_protocol::{NamingPolicy, Transport};

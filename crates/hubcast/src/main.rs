@@ -16,10 +16,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
 use hubcast_control::{ControlApi, ControlAuth};
-use hubcast_gateway::admin::{self, Readiness};
-use hubcast_gateway::auth::{JwtAuth, SessionCookies};
-use hubcast_gateway::upstream::upstream_hub;
+use hubcast_gateway::auth::JwtAuth;
 use hubcast_gateway::{GatewayBuilder, HubOptions};
+use hubcast_http::admin::{self, Readiness};
+use hubcast_http::{HttpMetrics, ServerLimits};
+use hubcast_sessions::SessionCookies;
+use hubcast_upstream::{UpstreamMetrics, upstream_hub};
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +115,13 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .or(config.node_id.clone())
         .unwrap_or_else(default_node_id);
 
+    let registry = process_registry();
+    let http_metrics = HttpMetrics::new();
+    http_metrics.register(&registry)?;
     let chosen = backplane::choose(&args.backplane).await?;
+    if let Some(redis) = &chosen.redis {
+        redis.register_metrics(&registry)?;
+    }
     if chosen.redis.is_some() && args.history.starts_with("sqlite:") {
         tracing::warn!(
             "the chat history is a SQLite file of this node: with several nodes use \
@@ -126,6 +135,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let mut builder = GatewayBuilder::new(chosen.backplane.clone())
         .rate_limiter(chosen.limiter.clone())
         .server_limits(config.server.clone())
+        .http_metrics(http_metrics.clone())
         .allowed_origins(origins);
     // Without any key configured: dev mode, with a secret made up for this process.
     let key_configured =
@@ -143,8 +153,9 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
              this process. Do not expose this node."
         );
     }
-    if let Some(auth) = authentication(&args, secret.as_deref())? {
-        builder = builder.authentication(auth);
+    let bearer = authentication(&args, secret.as_deref())?.map(Arc::new);
+    if let Some(auth) = &bearer {
+        builder = builder.authentication(auth.clone());
     }
     let session_secret = args
         .session_secret
@@ -154,30 +165,38 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .unwrap_or(random);
     let sessions = SessionCookies::new(&session_secret, Duration::from_secs(24 * 3600))
         .with_revocations(chosen.revocations.clone());
-    builder = builder.session_cookies(if !key_configured || args.dev_auth {
+    let sessions = Arc::new(if !key_configured || args.dev_auth {
         sessions.with_dev_login()
     } else {
         sessions
     });
+    builder = builder
+        .sessions(sessions.clone())
+        .route("/auth/", sessions.routes(bearer));
     let chat_options = HubOptions {
         require_authentication: true,
         ..config.hub_options("chat")?
     };
-    builder = builder.hub(
-        "/hubs/chat",
-        chat_hub(Chat::new(history(&args.history).await?)),
-        chat_options,
-    );
+    let chat = Chat::new(history(&args.history).await?);
+    chat.register_metrics(&registry)?;
+    builder = builder.hub("/hubs/chat", chat_hub(chat), chat_options);
+    let upstream_metrics = UpstreamMetrics::new();
+    upstream_metrics.register(&registry)?;
     for upstream in &config.upstreams {
         let path = upstream
             .path
             .clone()
             .unwrap_or_else(|| format!("/hubs/{}", upstream.hub));
         let options = config.hub_options(&upstream.hub)?;
-        builder = builder.hub(&path, upstream_hub(upstream.clone())?, options);
+        builder = builder.hub(
+            &path,
+            upstream_hub(upstream.clone(), &upstream_metrics)?,
+            options,
+        );
     }
     let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
     let api = control_api(&chosen, &args.control, secret.as_deref(), token_claims)?;
+    api.register_metrics(&registry)?;
     builder = builder.route("/api/", api.route_handler());
     builder = builder.fallback(web::page(args.web_root.clone()));
     let mut test_hub = None;
@@ -187,6 +206,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         test_hub = Some(handle);
     }
     let gateway = builder.build().await?;
+    gateway.register_metrics(&registry)?;
     if let (Some(handle), Some(context)) = (test_hub, gateway.hub_context("TestHub")) {
         let _ = handle.set(context);
     }
@@ -203,11 +223,19 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
     // scraped until the process is about to exit.
     let admin_shutdown = CancellationToken::new();
-    tokio::spawn(admin::serve(
-        admin_listener,
-        readiness.clone(),
-        admin_shutdown.clone(),
-    ));
+    let admin_metrics = http_metrics.clone();
+    let admin_readiness = readiness.clone();
+    let admin_stop = admin_shutdown.clone();
+    tokio::spawn(async move {
+        admin::serve(
+            admin_listener,
+            admin_readiness,
+            registry,
+            &admin_metrics,
+            admin_stop,
+        )
+        .await;
+    });
     let signal = shutdown_signal();
     readiness.set(true);
     tracing::info!(
@@ -298,31 +326,47 @@ fn control(args: ControlArgs) -> anyhow::Result<()> {
                 "hubcast control needs a shared backplane: --backplane redis://… (the same as the nodes')"
             );
         }
+        let registry = process_registry();
+        let http_metrics = HttpMetrics::new();
+        http_metrics.register(&registry)?;
         let chosen = backplane::choose(&args.backplane).await?;
+        if let Some(redis) = &chosen.redis {
+            redis.register_metrics(&registry)?;
+        }
         let token_key = args.jwt_secret.as_deref().map(str::as_bytes);
         let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
         let api = control_api(&chosen, &args.control, token_key, token_claims)?;
-        let gateway = GatewayBuilder::new(chosen.backplane.clone())
-            .route("/api/", api.route_handler())
-            .build()
-            .await?;
+        api.register_metrics(&registry)?;
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let admin_listener = TcpListener::bind(args.admin_listen)
+            .await
+            .with_context(|| format!("binding {}", args.admin_listen))?;
         let signal = shutdown_signal();
         tracing::info!(
+            admin = %admin_listener.local_addr().unwrap_or(args.admin_listen),
             "control API listening on {}",
             listener.local_addr().unwrap_or(args.listen)
         );
-        let shutdown = CancellationToken::new();
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let (shutdown, admin_shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let admin = tokio::spawn({
+            let (readiness, metrics, stop) =
+                (readiness.clone(), http_metrics.clone(), admin_shutdown.clone());
+            async move { admin::serve(admin_listener, readiness, registry, &metrics, stop).await }
+        });
         let signals = shutdown.clone();
         tokio::spawn(async move {
             signal.await;
+            readiness.set(false);
             signals.cancel();
         });
-        gateway
-            .serve(listener, shutdown, Duration::from_secs(5))
+        api.serve(listener, &ServerLimits::default(), &http_metrics, shutdown)
             .await;
+        admin_shutdown.cancel();
+        let _ = admin.await;
         Ok(())
     })
 }
@@ -372,6 +416,17 @@ fn authentication(args: &ServeArgs, secret: Option<&[u8]>) -> anyhow::Result<Opt
         Some(audience) => auth.with_audience(audience),
         None => auth,
     }))
+}
+
+/// The process's one metrics registry, with the process collector (CPU, memory, descriptors); every
+/// component registers its own series in it.
+fn process_registry() -> Registry {
+    let registry = Registry::new();
+    let process = prometheus::process_collector::ProcessCollector::for_self();
+    if let Err(error) = registry.register(Box::new(process)) {
+        tracing::warn!(%error, "process metrics unavailable");
+    }
+    registry
 }
 
 fn default_node_id() -> String {

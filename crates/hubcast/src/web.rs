@@ -10,9 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use hubcast_gateway::Body;
-use hubcast_gateway::RouteHandler;
-use hubcast_gateway::http::{bytes as response_bytes, text};
+use hubcast_http::Body;
+use hubcast_http::RouteHandler;
+use hubcast_http::{bytes as response_bytes, text};
 
 /// The page's files: URL path, file under the web root, content type.
 const FILES: &[(&str, &str, &str)] = &[

@@ -10,18 +10,26 @@
 //! The user id is the first present claim of a configurable list (default `sub`, then the .NET
 //! `nameidentifier` claim, then `name`); roles come from `role`, `roles` or the .NET role claim.
 
-mod session;
+mod identity;
 
 use std::borrow::Cow;
 
-pub use session::{COOKIE_NAME, LocalRevocations, Revocations, SessionCookies};
+pub use identity::User;
 
-use hubcast_backplane::UserId;
+/// Credentials the deployment issues itself (session cookies, say), tried after the bearer validator:
+/// the gateway asks it for the user of a bearer token the validator refused, and of the request's
+/// cookies. hubcast-sessions implements it.
+pub trait SessionAuth: Send + Sync + 'static {
+    /// The user of a session token presented as a bearer token, unless it is invalid or revoked.
+    fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<User>>;
+    /// The user of the request's session cookie, if it carries a valid one.
+    fn user<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, Option<User>>;
+}
+
+use hubcast_backplane::{BoxFuture, UserId};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-
-use crate::hub::User;
 
 /// The RSA algorithms (PKCS#1 v1.5 and PSS).
 const RSA: [Algorithm; 6] = [
@@ -215,7 +223,7 @@ pub(crate) fn bearer_token<'a>(
 }
 
 /// The token of an `Authorization: Bearer …` header.
-pub(crate) fn authorization_header(headers: &http::HeaderMap) -> Option<&str> {
+pub fn authorization_header(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -230,3 +230,21 @@ impl Inbound {
         }
     }
 }
+
+/// The end of input from a transport, mapped to a close reason.
+impl InboundEnd {
+    /// The close reason this end of input means.
+    pub(crate) fn close_reason(self) -> crate::close::CloseReason {
+        match self {
+            InboundEnd::Closed => crate::close::CloseReason::ClientClosed,
+            InboundEnd::Failed(detail) => {
+                tracing::debug!(%detail, "transport failed");
+                crate::close::CloseReason::TransportLost
+            }
+            InboundEnd::Violation { code, detail } => {
+                tracing::debug!(code, detail, "the client broke the WebSocket protocol");
+                crate::close::CloseReason::WebSocketViolation { code, detail }
+            }
+        }
+    }
+}

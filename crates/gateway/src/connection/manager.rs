@@ -12,8 +12,7 @@ use hubcast_backplane::{ConnectionId, UserId};
 use hubcast_protocol::ids::{self, RandomError};
 use tokio_util::sync::CancellationToken;
 
-use super::Connection;
-use crate::endpoint::Endpoint;
+use super::{Connection, Mount};
 
 /// Live connections by token.
 #[derive(Default)]
@@ -36,7 +35,7 @@ impl ConnectionManager {
     /// is the connection id. `None` when the owner or address already holds its maximum.
     pub(crate) fn create(
         &self,
-        endpoint: Arc<Endpoint>,
+        mount: Arc<Mount>,
         negotiate_version: i32,
         owner: Option<UserId>,
         address: Option<IpAddr>,
@@ -50,29 +49,29 @@ impl ConnectionManager {
         } else {
             Arc::from(id.as_str())
         };
-        if !endpoint
+        if !mount
             .occupancy
-            .admit(owner.as_ref(), address, &endpoint.options)
+            .admit(owner.as_ref(), address, &mount.options)
         {
             return Ok(None);
         }
         let connection = Arc::new(Connection::new(
             ConnectionId::new(id),
             token.clone(),
-            endpoint,
+            mount,
             owner,
             address,
         ));
         self.connections.insert(token, connection.clone());
-        crate::metrics::metrics().transport_connections.inc();
+        connection.mount.metrics.transport_connections.inc();
         Ok(Some(connection))
     }
 
     /// Stops counting a connection that left the table.
     fn forget(connection: &Connection) {
-        crate::metrics::metrics().transport_connections.dec();
+        connection.mount.metrics.transport_connections.dec();
         connection
-            .endpoint
+            .mount
             .occupancy
             .release(connection.owner.as_ref(), connection.address);
     }
@@ -109,15 +108,23 @@ impl ConnectionManager {
 
     /// Closes every connection with `reason`, spread evenly over `window` (a drain: clients reconnect
     /// elsewhere a few at a time instead of all at once).
-    pub(crate) async fn close_spread(&self, reason: &crate::close::CloseReason, window: Duration) {
+    /// `remaining` shows how many are left to close.
+    pub(crate) async fn close_spread(
+        &self,
+        reason: &crate::close::CloseReason,
+        window: Duration,
+        remaining: &prometheus::IntGauge,
+    ) {
         let connections: Vec<Arc<Connection>> =
             self.connections.iter().map(|c| c.value().clone()).collect();
+        remaining.set(i64::try_from(connections.len()).unwrap_or(i64::MAX));
         // Connection i of n closes at i/n of the window: evenly over all of it, however few there are.
         let start = tokio::time::Instant::now();
         let count = connections.len().max(1) as f64;
         for (i, connection) in connections.iter().enumerate() {
             tokio::time::sleep_until(start + window.mul_f64(i as f64 / count)).await;
             connection.close_with(reason.clone());
+            remaining.dec();
         }
     }
 
@@ -128,7 +135,7 @@ impl ConnectionManager {
             .iter()
             .filter(|c| {
                 c.idle_for(now)
-                    .is_some_and(|idle| idle > c.endpoint.options.disconnect_timeout)
+                    .is_some_and(|idle| idle > c.mount.options.disconnect_timeout)
             })
             .map(|c| c.value().clone())
             .collect();

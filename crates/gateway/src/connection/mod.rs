@@ -7,6 +7,7 @@
 
 mod inbound;
 mod manager;
+mod mount;
 pub(crate) mod outbound;
 mod request;
 
@@ -23,12 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use inbound::{Inbound, InboundEnd, WsRead};
 pub(crate) use manager::ConnectionManager;
+pub(crate) use mount::Mount;
 pub use outbound::PushError;
 pub(crate) use outbound::{Batch, IdleClock, Outbound};
 pub use request::RequestInfo;
 
 use crate::close::CloseReason;
-use crate::endpoint::Endpoint;
 
 /// What is attached to a connection right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,8 @@ pub(crate) struct Connection {
     /// The client address that created it (counted against `max_connections_per_ip`).
     pub(crate) address: Option<std::net::IpAddr>,
     pub(crate) token: Arc<str>,
-    pub(crate) endpoint: Arc<Endpoint>,
+    /// The path it was negotiated on, with its options.
+    pub(crate) mount: Arc<Mount>,
     pub(crate) outbound: Outbound,
     /// Cancelled to make the application end (client gone, inactivity, slow consumer, shutdown).
     pub(crate) abort: CancellationToken,
@@ -78,7 +80,7 @@ pub(crate) struct Connection {
     inbound: Mutex<InboundSlot>,
     request: OnceLock<Arc<RequestInfo>>,
     /// The user authenticated by the request that attached the transport.
-    user: OnceLock<crate::hub::User>,
+    user: OnceLock<crate::auth::User>,
     /// WebSocket frames are Binary (MessagePack, or a raw handler writing binary) rather than Text.
     binary: AtomicBool,
     /// The code of the WebSocket close frame (1000 unless the client broke the protocol).
@@ -97,30 +99,31 @@ pub(crate) struct Connection {
     pub(crate) lost: Notify,
     lost_flag: AtomicBool,
     /// While the session waits for the client to come back, where the new WebSocket goes.
-    resume_slot: Mutex<Option<oneshot::Sender<WebSocket>>>,
+    resume_slot: Mutex<Option<oneshot::Sender<Resumed>>>,
     /// The current WebSocket writer and what stops it.
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// A server WebSocket after the upgrade.
-pub(crate) type WebSocket =
-    fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+/// A reconnecting client's socket, handed to the session that waits for it: calling it starts the
+/// socket's writer on the connection and returns its read half. The transport layer makes it, so the
+/// session resumes without naming the transport.
+pub(crate) type Resumed = Box<dyn FnOnce(&Arc<Connection>) -> Box<WsRead> + Send>;
 
 impl Connection {
     pub(crate) fn new(
         id: ConnectionId,
         token: Arc<str>,
-        endpoint: Arc<Endpoint>,
+        mount: Arc<Mount>,
         owner: Option<hubcast_backplane::UserId>,
         address: Option<std::net::IpAddr>,
     ) -> Self {
-        let limit = endpoint.options.transport_max_buffer_size;
+        let limit = mount.options.transport_max_buffer_size;
         Self {
             id,
             owner,
             address,
             token,
-            endpoint,
+            mount,
             outbound: Outbound::new(limit),
             abort: CancellationToken::new(),
             state: Mutex::new(TransportState {
@@ -142,6 +145,15 @@ impl Connection {
             resume_slot: Mutex::new(None),
             writer: Mutex::new(None),
         }
+    }
+
+    /// The next batch for the transport to write (see [`Outbound::next_batch`]), counted as sent.
+    pub(crate) async fn next_batch(&self, idle: Option<&mut IdleClock>) -> Batch {
+        let batch = self.outbound.next_batch(idle).await;
+        if let Batch::Data(payload) = &batch {
+            self.mount.metrics.bytes_out.inc_by(payload.len() as u64);
+        }
+        batch
     }
 
     /// Records that negotiate agreed on stateful reconnect.
@@ -186,12 +198,12 @@ impl Connection {
     }
 
     /// Offers the session a place for the client's next WebSocket.
-    pub(crate) fn await_socket(&self, slot: oneshot::Sender<WebSocket>) {
+    pub(crate) fn await_socket(&self, slot: oneshot::Sender<Resumed>) {
         *self.resume_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
     }
 
     /// Takes the place the session offered, if it is waiting.
-    pub(crate) fn take_socket_slot(&self) -> Option<oneshot::Sender<WebSocket>> {
+    pub(crate) fn take_socket_slot(&self) -> Option<oneshot::Sender<Resumed>> {
         self.resume_slot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -346,7 +358,7 @@ impl Connection {
 
     /// POSTed chunks buffered before a POST waits, from the application buffer size.
     fn inbound_capacity(&self) -> usize {
-        (self.endpoint.options.application_max_buffer_size / (16 * 1024)).max(1)
+        (self.mount.options.application_max_buffer_size / (16 * 1024)).max(1)
     }
 
     /// The application's end of the POST channel, when the transport starts. Bytes POSTed before the
@@ -393,7 +405,7 @@ impl Connection {
         &self,
         parts: &http::request::Parts,
         remote: std::net::SocketAddr,
-        user: Option<crate::hub::User>,
+        user: Option<crate::auth::User>,
     ) {
         let _ = self
             .request
@@ -404,7 +416,7 @@ impl Connection {
     }
 
     /// The connection's user, if authenticated.
-    pub(crate) fn user(&self) -> Option<&crate::hub::User> {
+    pub(crate) fn user(&self) -> Option<&crate::auth::User> {
         self.user.get()
     }
 

@@ -242,7 +242,6 @@ impl Outbound {
             drop(state);
             concat(chunks, bytes)
         };
-        crate::metrics::metrics().bytes_out.inc_by(bytes as u64);
         self.space.notify_waiters();
         Some(Batch::Data(payload))
     }

@@ -15,10 +15,10 @@ use hyper::body::Incoming;
 
 use super::{Body, Refusal, attach, bytes, empty, lookup, offered, start_with_posts, text};
 use crate::GatewayInner;
+use crate::auth::User;
 use crate::close::CloseReason;
 use crate::connection::{Attachment, Batch, Connection};
 use crate::endpoint::Endpoint;
-use crate::hub::User;
 
 pub(super) async fn poll(
     inner: &Arc<GatewayInner>,
@@ -34,7 +34,7 @@ pub(super) async fn poll(
             attach(&connection, Transport::LongPolling)?;
             let (parts, _) = request.into_parts();
             connection.bind_request(&parts, remote, user);
-            start_with_posts(connection);
+            start_with_posts(endpoint, connection);
             no_cache(bytes(
                 StatusCode::OK,
                 "application/octet-stream",
@@ -67,7 +67,7 @@ async fn wait(inner: &GatewayInner, connection: &Arc<Connection>) -> Response<Bo
         generation,
     };
     connection.poll_changed.notify_waiters();
-    let timeout = connection.endpoint.options.long_polling_poll_timeout;
+    let timeout = connection.mount.options.long_polling_poll_timeout;
     let superseded = async {
         loop {
             connection.poll_changed.notified().await;
@@ -79,7 +79,7 @@ async fn wait(inner: &GatewayInner, connection: &Arc<Connection>) -> Response<Bo
     let batch = tokio::select! {
         biased;
         _ = superseded => return no_cache(empty(StatusCode::NO_CONTENT)),
-        batch = connection.outbound.next_batch(None) => batch,
+        batch = connection.next_batch(None) => batch,
         _ = tokio::time::sleep(timeout) => {
             return no_cache(bytes(StatusCode::OK, "text/plain", bytes::Bytes::new()));
         }

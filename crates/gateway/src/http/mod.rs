@@ -1,82 +1,34 @@
-//! The HTTP surface of a gateway node: routing (case-insensitive, per mapped path), the responses of the
-//! SignalR transport protocol (protocol notes §1), and the accept loop on hyper 1.x (HTTP/1.1 with
-//! upgrades). hyper's plain HTTP/1 connection is used rather than hyper-util's auto (HTTP/1 + h2c)
-//! builder: the auto builder kept about 6 KiB more per idle WebSocket, and SignalR clients speak
-//! HTTP/1.1 (fastwebsockets has no WebSockets over HTTP/2 anyway).
+//! The HTTP surface of a gateway node: routing (case-insensitive, per mapped path) and the responses of
+//! the SignalR transport protocol (protocol notes §1). The accept loop, connection caps and the body
+//! and handler types are hubcast-http's.
 
 pub(crate) mod cors;
-mod listener;
 mod long_polling;
 mod negotiate;
 mod sse;
-pub(crate) mod websocket;
+mod websocket;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hubcast_backplane::BoxFuture;
+use hubcast_http::{RemoteAddr, empty, text};
 use hubcast_protocol::Transport;
 use hubcast_protocol::negotiate::query_param;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::GatewayInner;
+use crate::auth::User;
 use crate::connection::{Attachment, Connection};
 use crate::endpoint::Endpoint;
-use crate::hub::User;
+use crate::metrics::GatewayMetrics;
 
-pub use listener::ServerLimits;
-pub(crate) use listener::{ErrorLog, accept};
-
-/// The client's address, in the extensions of the requests given to custom routes and the fallback.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoteAddr(pub SocketAddr);
-
-/// The response body type of every handler.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-/// A custom route: gets the whole request, returns the response.
-pub type RouteHandler =
-    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+use hubcast_http::{Body, bytes};
 
 /// Adds headers (cookies, say) to every successful negotiate response.
 pub type NegotiateHook = Arc<dyn Fn(&http::request::Parts, &mut http::HeaderMap) + Send + Sync>;
-
-/// A plain-text response.
-pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain"),
-    );
-    response
-}
-
-/// A response with a body and content type.
-pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).boxed_unsync());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    response
-}
-
-/// An empty response.
-pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Empty::new().boxed_unsync());
-    *response.status_mut() = status;
-    response
-}
 
 /// Serves `inner` on `listener` until `shutdown` is cancelled.
 pub(crate) async fn serve(
@@ -84,83 +36,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) {
-    let admission = listener::Admission::new(&inner.limits);
-    let http1 = inner.limits.http1();
-    let errors = ErrorLog::default();
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = accept(&listener, &errors) => accepted,
-        };
-        // Over a cap: closed at once, before any byte is read.
-        let Some(admitted) = admission.admit(remote.ip()) else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let inner = inner.clone();
-        let closing = shutdown.clone();
-        let http1 = http1.clone();
-        tokio::spawn(async move {
-            let place = listener::Place::new(admitted);
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let inner = inner.clone();
-                // Only an upgrade outlives this task; other requests need no place of their own.
-                if fastwebsockets::upgrade::is_upgrade_request(&request) {
-                    request.extensions_mut().insert(place.clone());
-                }
-                async move { Ok::<_, Infallible>(route(inner, request, remote).await) }
-            });
-            let connection = http1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            // On shutdown a kept-alive HTTP connection takes no new request: clients reconnecting
-            // automatically must go to another node, not back to this one.
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = closing.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::trace!(%error, "HTTP connection ended with an error");
-            }
-        });
-    }
-}
-
-/// Serves one request: refuses HTTP/1.1 requests without `Host` (RFC 9112 §3.2), routes the rest, and
-/// closes the connection after an error answered to a request with a body (the handler may not have
-/// read it, so the connection cannot carry another request; the client is told so).
-async fn route(
-    inner: Arc<GatewayInner>,
-    request: Request<Incoming>,
-    remote: SocketAddr,
-) -> Response<Body> {
-    if request.version() == http::Version::HTTP_11 && !request.headers().contains_key(header::HOST)
-    {
-        let mut response = text(StatusCode::BAD_REQUEST, "Host header required");
-        response.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        return response;
-    }
-    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
-        || request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    let mut response = dispatch(inner, request, remote).await;
-    let status = response.status();
-    if has_body && (status.is_client_error() || status.is_server_error()) {
-        response.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-    }
-    response
+    let limits = inner.limits.clone();
+    let metrics = inner.http_metrics.clone();
+    let handler = move |request, remote| dispatch(inner.clone(), request, remote);
+    hubcast_http::serve(listener, &limits, &metrics, shutdown, handler).await;
 }
 
 /// Routes one request.
@@ -183,8 +62,8 @@ async fn dispatch(
         p => p,
     };
     for endpoint in &inner.endpoints {
-        let is_transport = trimmed == endpoint.path;
-        if !is_transport && trimmed.strip_suffix("/negotiate") != Some(endpoint.path.as_str()) {
+        let is_transport = trimmed == endpoint.path();
+        if !is_transport && trimmed.strip_suffix("/negotiate") != Some(endpoint.path()) {
             continue;
         }
         let headers = request.headers().clone();
@@ -192,12 +71,12 @@ async fn dispatch(
             return inner.cors.preflight(&headers);
         }
         let mut response = match authenticate(&inner, endpoint, &request).await {
-            Err(refusal) => refusal.response(),
+            Err(refusal) => refusal.response(&inner.metrics),
             Ok(_)
                 if fastwebsockets::upgrade::is_upgrade_request(&request)
                     && !inner.cors.websocket_allowed(&headers) =>
             {
-                Refusal::Forbidden.response()
+                Refusal::Forbidden.response(&inner.metrics)
             }
             Ok(user) if is_transport => transport(&inner, endpoint, request, remote, user).await,
             Ok(user) => negotiate::negotiate(&inner, endpoint, request, user, remote),
@@ -241,7 +120,8 @@ async fn authenticate<B>(
         }
     }
     let failure = |reason: &str| {
-        crate::metrics::metrics()
+        inner
+            .metrics
             .auth_failures
             .with_label_values(&[reason])
             .inc();
@@ -254,7 +134,7 @@ async fn authenticate<B>(
         (None, Some(sessions)) => sessions.user(request.headers()).await,
         (None, None) => None,
     };
-    if endpoint.options.require_authentication && user.is_none() {
+    if endpoint.options().require_authentication && user.is_none() {
         if !presented {
             failure("missing_credentials");
         }
@@ -297,7 +177,7 @@ async fn transport(
         Method::DELETE => long_polling::delete(inner, endpoint, &request, user),
         _ => Ok(text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
     };
-    result.unwrap_or_else(Refusal::response)
+    result.unwrap_or_else(|refusal| refusal.response(&inner.metrics))
 }
 
 fn accepts_event_stream<B>(request: &Request<B>) -> bool {
@@ -348,8 +228,8 @@ impl Refusal {
         }
     }
 
-    pub(crate) fn response(self) -> Response<Body> {
-        crate::metrics::metrics()
+    pub(crate) fn response(self, metrics: &GatewayMetrics) -> Response<Body> {
+        metrics
             .http_refusals
             .with_label_values(&[self.label()])
             .inc();
@@ -396,11 +276,14 @@ impl Refusal {
     }
 }
 
-/// Finds the connection named by the `id` query parameter.
 /// Starts the application of an SSE or long-polling connection, whose input arrives in POSTs.
-fn start_with_posts(connection: Arc<Connection>) {
+fn start_with_posts(endpoint: &Endpoint, connection: Arc<Connection>) {
     let inbound = connection.open_inbound();
-    tokio::spawn(crate::endpoint::run_application(connection, inbound));
+    tokio::spawn(crate::endpoint::run_application(
+        endpoint.app.clone(),
+        connection,
+        inbound,
+    ));
 }
 
 /// Finds the connection named by the `id` query parameter, checking that `user` may use it.
@@ -415,7 +298,7 @@ fn lookup<B>(
     let connection = inner
         .manager
         .get(&token)
-        .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+        .filter(|c| Arc::ptr_eq(&c.mount, &endpoint.mount))
         .ok_or(Refusal::UnknownId)?;
     same_user(&connection, user)?;
     Ok(connection)
@@ -423,7 +306,7 @@ fn lookup<B>(
 
 /// Checks that the endpoint offers `transport`.
 fn offered(endpoint: &Endpoint, transport: Transport) -> Result<(), Refusal> {
-    if endpoint.options.transports.contains(&transport) {
+    if endpoint.options().transports.contains(&transport) {
         Ok(())
     } else {
         Err(Refusal::NotSupported(transport))

@@ -9,8 +9,8 @@ use hubcast_protocol::negotiate::{NegotiateRequest, NegotiateResponse};
 
 use super::{Body, Refusal, bytes, text};
 use crate::GatewayInner;
+use crate::auth::User;
 use crate::endpoint::Endpoint;
-use crate::hub::User;
 use std::net::SocketAddr;
 
 pub(super) fn negotiate<B>(
@@ -25,11 +25,11 @@ pub(super) fn negotiate<B>(
     }
     let (parts, _) = request.into_parts();
     let asked = NegotiateRequest::from_query(parts.uri.query().unwrap_or(""));
-    let options = &endpoint.options;
+    let options = endpoint.options();
     let body = match asked.select_version(options.minimum_protocol_version) {
         Err(error) => NegotiateResponse::error(error.to_string()),
         Ok(version) => match inner.manager.create(
-            endpoint.clone(),
+            endpoint.mount.clone(),
             version,
             user.map(|u| u.id),
             Some(remote.ip()),
@@ -38,7 +38,7 @@ pub(super) fn negotiate<B>(
                 tracing::error!(%error, "cannot create a connection id");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
-            Ok(None) => return Refusal::TooManyConnections.response(),
+            Ok(None) => return Refusal::TooManyConnections.response(&inner.metrics),
             Ok(Some(connection)) => {
                 let stateful = options.allow_stateful_reconnects && asked.use_stateful_reconnect;
                 if stateful {

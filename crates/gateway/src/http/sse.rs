@@ -15,9 +15,9 @@ use hyper::body::{Frame, Incoming};
 
 use super::{Body, Refusal, attach, lookup, offered, start_with_posts};
 use crate::GatewayInner;
+use crate::auth::User;
 use crate::connection::{Batch, Connection, ConnectionManager, IdleClock};
 use crate::endpoint::Endpoint;
-use crate::hub::User;
 
 pub(super) fn open(
     inner: &Arc<GatewayInner>,
@@ -31,7 +31,7 @@ pub(super) fn open(
     attach(&connection, Transport::ServerSentEvents)?;
     let (parts, _) = request.into_parts();
     connection.bind_request(&parts, remote, user);
-    start_with_posts(connection.clone());
+    start_with_posts(endpoint, connection.clone());
 
     let stream = Stream {
         connection,
@@ -90,12 +90,7 @@ async fn next_event(mut stream: Stream) -> Option<(Result<Frame<Bytes>, Infallib
             .keep_alive()
             .map(|(_, period)| IdleClock::new(*period));
     }
-    let payload = match stream
-        .connection
-        .outbound
-        .next_batch(stream.idle.as_mut())
-        .await
-    {
+    let payload = match stream.connection.next_batch(stream.idle.as_mut()).await {
         Batch::Data(payload) => payload,
         Batch::Idle => stream
             .connection

@@ -16,9 +16,9 @@ use tokio::io::WriteHalf;
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
+use crate::auth::User;
 use crate::connection::{Batch, Connection, IdleClock, Inbound, WsRead};
-use crate::endpoint::{Endpoint, run_application};
-use crate::hub::User;
+use crate::endpoint::{App, Endpoint, run_application};
 
 type WsWrite = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 
@@ -45,7 +45,7 @@ pub(super) fn upgrade(
         inner
             .manager
             .create(
-                endpoint.clone(),
+                endpoint.mount.clone(),
                 0,
                 user.as_ref().map(|u| u.id.clone()),
                 Some(remote.ip()),
@@ -65,13 +65,14 @@ pub(super) fn upgrade(
     }
     let (mut parts, _) = request.into_parts();
     // The socket keeps its place under the listener's connection caps while it is open.
-    let place = parts.extensions.remove::<super::listener::Place>();
+    let place = parts.extensions.remove::<hubcast_http::Place>();
     connection.bind_request(&parts, remote, user);
     let manager = inner.manager.clone();
+    let app = endpoint.app.clone();
     tokio::spawn(async move {
         let _place = place;
         match upgraded.await {
-            Ok(ws) => run(connection.clone(), ws).await,
+            Ok(ws) => run(app, connection.clone(), ws).await,
             Err(error) => {
                 tracing::debug!(%error, "WebSocket upgrade failed");
                 connection.close_transport_lost();
@@ -82,9 +83,9 @@ pub(super) fn upgrade(
     Ok(response.map(|body| body.map_err(|never| match never {}).boxed_unsync()))
 }
 
-async fn run(connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
+async fn run(app: App, connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
     let read = start(&connection, ws);
-    run_application(connection.clone(), Inbound::websocket(read)).await;
+    run_application(app, connection.clone(), Inbound::websocket(read)).await;
     // Let the writer send what the application queued last (its Close, the close frame).
     if let Some(writer) = connection.take_writer() {
         let _ = writer.await;
@@ -93,10 +94,7 @@ async fn run(connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
 
 /// Sets a new socket up for a connection: starts its writer (replacing any previous one) and returns
 /// its read half for the application.
-pub(crate) fn start(
-    connection: &Arc<Connection>,
-    mut ws: WebSocket<TokioIo<Upgraded>>,
-) -> Box<WsRead> {
+fn start(connection: &Arc<Connection>, mut ws: WebSocket<TokioIo<Upgraded>>) -> Box<WsRead> {
     ws.set_auto_close(false);
     ws.set_auto_pong(true);
     ws.set_max_message_size(MAX_FRAME);
@@ -106,14 +104,17 @@ pub(crate) fn start(
     Box::new(read)
 }
 
-/// Gives a reconnecting client's socket to the session waiting for it.
+/// Gives a reconnecting client's socket to the session waiting for it, as the step that starts it: the
+/// session takes it when it has queued its replay.
 async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrade::UpgradeFut) {
     let Ok(ws) = upgraded.await else { return };
     // The session may not have noticed the old socket is gone yet.
     connection.socket_lost();
     for _ in 0..200 {
         if let Some(slot) = connection.take_socket_slot() {
-            let _ = slot.send(ws);
+            let _ = slot.send(Box::new(move |connection: &Arc<Connection>| {
+                start(connection, ws)
+            }));
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -124,7 +125,7 @@ async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrad
 /// Writes what the connection queues until the close frame, a failure, or an abort (a replacing
 /// socket, or this one is gone: see [`Connection::set_writer`]).
 async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
-    let send_timeout = connection.endpoint.options.transport_send_timeout;
+    let send_timeout = connection.mount.options.transport_send_timeout;
     // The keep-alive clock lives across batches: no timer is registered per batch.
     let mut idle = None;
     loop {
@@ -133,7 +134,7 @@ async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
                 .keep_alive()
                 .map(|(_, period)| IdleClock::new(*period));
         }
-        let batch = connection.outbound.next_batch(idle.as_mut()).await;
+        let batch = connection.next_batch(idle.as_mut()).await;
         let step =
             tokio::time::timeout(send_timeout, write_batch(&connection, &mut ws, batch)).await;
         match step {

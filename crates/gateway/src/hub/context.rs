@@ -10,20 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::clients::{CallerClients, Groups, HubContext};
 use super::runtime::HubShared;
+pub use crate::auth::User;
 use crate::connection::RequestInfo;
-
-/// An authenticated user, as the authentication layer established it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    /// The user id (`Clients.User` targets it).
-    pub id: UserId,
-    /// Roles, for per-method authorization.
-    pub roles: Vec<String>,
-    /// When the credential expires (seconds since the Unix epoch), if it says.
-    pub expires_at: Option<u64>,
-    /// Every claim of the credential.
-    pub claims: serde_json::Map<String, serde_json::Value>,
-}
 
 /// The connection a call comes from.
 #[derive(Debug)]

@@ -142,7 +142,7 @@ impl HubConnection {
             .offer_with(bytes, |queued| self.record(queued))
         {
             tracing::debug!(connection_id = %self.id, "outbound queue full: closing slow consumer");
-            crate::metrics::metrics().slow_consumer_closes.inc();
+            self.connection.mount.metrics.slow_consumer_closes.inc();
             self.connection.close_with(CloseReason::SlowConsumer);
         }
     }

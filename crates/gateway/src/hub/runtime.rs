@@ -144,7 +144,7 @@ impl LocalHub for LocalNode {
         let started = std::time::Instant::now();
         let delivered = self.registry.deliver(publish);
         self.metrics.messages_out.inc_by(delivered);
-        crate::metrics::metrics()
+        self.metrics
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
     }
@@ -249,6 +249,7 @@ impl HubRuntime {
         options: HubOptions,
         backplane: Arc<dyn Backplane>,
         limiter: Arc<dyn super::RateLimiter>,
+        metrics: &crate::metrics::GatewayMetrics,
     ) -> Result<Arc<Self>, BackplaneError> {
         let shared = Arc::new(HubShared {
             name: Arc::from(app.name()),
@@ -256,7 +257,7 @@ impl HubRuntime {
             backplane: backplane.clone(),
             registry: Arc::new(Registry::default()),
             limiter,
-            metrics: crate::metrics::metrics().hub(app.name()),
+            metrics: metrics.hub(app.name()),
             result_ids: std::sync::atomic::AtomicU64::new(0),
         });
         let local = Arc::new(LocalNode {

@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use hubcast_backplane::{Interest, PresenceChange};
 
-use crate::metrics::metrics;
 use hubcast_protocol::handshake::{self, HandshakeError, HandshakeRequest};
 use hubcast_protocol::{
     Arguments, HubMessage, Invocation, MessageReader, Outcome, Protocol, RawValue, Transport,
@@ -40,7 +39,6 @@ use super::runtime::HubRuntime;
 use super::streams::{self, ActiveStreams, StreamSink};
 use crate::close::CloseReason;
 use crate::connection::{Attachment, Connection, Inbound, InboundEnd, RequestInfo};
-use crate::endpoint::inbound_end_reason;
 use hubcast_protocol::stateful::{ReceivedSequence, ReplayBuffer};
 
 /// Everything one session needs, borrowed by its steps.
@@ -235,7 +233,9 @@ impl Session {
             .presence(PresenceChange::Connected(self.hub_connection.member()))
             .await;
         let transport = self.caller.transport.name();
-        metrics()
+        self.hub
+            .shared
+            .metrics
             .connects
             .with_label_values(&[&*shared.name, transport])
             .inc();
@@ -299,7 +299,7 @@ impl Session {
                 read = with_timeout(timeout, inbound.next(&self.connection)) => match read {
                     None => return CloseReason::ClientTimeout,
                     Some(Ok((chunk, _))) => {
-                        metrics().bytes_in.inc_by(chunk.len() as u64);
+                        self.hub.shared.metrics.bytes_in.inc_by(chunk.len() as u64);
                         reader.push(&chunk)
                     }
                     Some(Err(InboundEnd::Failed(detail))) if resumable => {
@@ -308,7 +308,7 @@ impl Session {
                             return CloseReason::TransportLost;
                         }
                     }
-                    Some(Err(end)) => return inbound_end_reason(end),
+                    Some(Err(end)) => return end.close_reason(),
                 },
             }
         }
@@ -340,7 +340,7 @@ impl Session {
         }
         // Bytes of a message cut off by the drop are useless; the client resends whole messages.
         *reader = MessageReader::new(self.protocol, options.max_message_size());
-        *inbound = Inbound::websocket(crate::http::websocket::start(&self.connection, socket));
+        *inbound = Inbound::websocket(socket(&self.connection));
         // Whatever the old socket reported while going away is handled.
         self.connection.take_lost();
         tracing::debug!(connection_id = %self.connection.id, "resumed after a stateful reconnect");
@@ -387,7 +387,11 @@ impl Session {
             self.caller.transport.name(),
             self.protocol.name(),
         ];
-        metrics().connections.with_label_values(&labels)
+        self.hub
+            .shared
+            .metrics
+            .connections
+            .with_label_values(&labels)
     }
 
     /// Handles one message; `Some` ends the connection.
@@ -472,7 +476,9 @@ impl Session {
             Arc::from("(undeclared)")
         };
         let count = |outcome: &str| {
-            metrics()
+            self.hub
+                .shared
+                .metrics
                 .invocations
                 .with_label_values(&[&*hub_name, &*method, outcome])
                 .inc();
@@ -590,12 +596,12 @@ impl Session {
                 let sink = self.sink();
                 let started = std::time::Instant::now();
                 let seconds = self.hub.shared.metrics.invocation_seconds.clone();
+                let invocations = self.hub.shared.metrics.invocations.clone();
                 tokio::spawn(async move {
                     let result = error::catch_panic(call, "the hub method").await;
                     seconds.observe(started.elapsed().as_secs_f64());
                     let outcome = if result.is_ok() { "ok" } else { "error" };
-                    metrics()
-                        .invocations
+                    invocations
                         .with_label_values(&[&*hub_name, &*method, outcome])
                         .inc();
                     if let Some(id) = invocation_id {
@@ -725,7 +731,9 @@ impl Session {
         let _ = error::catch_panic(run, "on_disconnected").await;
         let removed = shared.registry.remove(&self.connection.id);
         self.connection_gauge().dec();
-        metrics()
+        self.hub
+            .shared
+            .metrics
             .disconnects
             .with_label_values(&[&*shared.name, reason.label()])
             .inc();

@@ -196,17 +196,21 @@ pub async fn start_with(
 pub async fn start_with_sessions(
     options: HubOptions,
     auth: Option<hubcast_gateway::auth::JwtAuth>,
-    sessions: Option<hubcast_gateway::auth::SessionCookies>,
+    sessions: Option<hubcast_sessions::SessionCookies>,
 ) -> TestServer {
     let backplane = Arc::new(MemoryBackplane::new());
     let mut builder = GatewayBuilder::new(backplane)
         .hub("/hub", test_hub(), options.clone())
         .connection_handler("/echo", EchoHandler, options);
-    if let Some(auth) = auth {
-        builder = builder.authentication(auth);
+    let auth = auth.map(Arc::new);
+    if let Some(auth) = &auth {
+        builder = builder.authentication(auth.clone());
     }
     if let Some(sessions) = sessions {
-        builder = builder.session_cookies(sessions);
+        let sessions = std::sync::Arc::new(sessions);
+        builder = builder
+            .sessions(sessions.clone())
+            .route("/auth/", sessions.routes(auth));
     }
     serve_built(builder).await
 }

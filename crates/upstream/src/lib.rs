@@ -1,3 +1,5 @@
+//! # hubcast-upstream
+//!
 //! Upstream (serverless) hubs: a hub whose methods live in an HTTP backend written in any language, as
 //! Azure SignalR's upstream does it. Every client invocation and every connect and disconnect is POSTed
 //! to a URL built from a template (`{hub}`, `{category}` = `messages` or `connections`, `{event}` = the
@@ -6,6 +8,8 @@
 //! each configured key. A 2xx answer's JSON body is the invocation's result (empty: null); another
 //! status is a Completion error. Events are retried, invocations are not; requests time out; at most
 //! `concurrency` requests are in flight. The backend pushes with the control API.
+//!
+//! An application of the gateway's public Hub API: the gateway itself carries no HTTP client.
 
 use std::time::Duration;
 
@@ -20,7 +24,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::hub::{Context, Hub, HubError};
+use hubcast_gateway::hub::{Context, Hub, HubError};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 /// How an upstream hub reaches its backend.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,9 +72,42 @@ pub struct UpstreamError {
     reason: String,
 }
 
+/// The upstream hubs' series (`hubcast_upstream_requests_total`), shared by every upstream hub of a
+/// process and registered by the binary.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    requests: IntCounterVec,
+}
+
+impl Default for UpstreamMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UpstreamMetrics {
+    /// The series, registered nowhere yet.
+    pub fn new() -> Self {
+        let opts = Opts::new(
+            "hubcast_upstream_requests_total",
+            "Upstream requests by category and outcome",
+        );
+        Self {
+            requests: IntCounterVec::new(opts, &["hub", "category", "outcome"])
+                .unwrap_or_else(|e| unreachable!("a static metric definition: {e}")),
+        }
+    }
+
+    /// Adds the series to `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.requests.clone()))
+    }
+}
+
 /// The state of an upstream hub.
 pub struct Upstream {
     options: UpstreamOptions,
+    metrics: UpstreamMetrics,
     client: Client<HttpConnector, Full<Bytes>>,
     in_flight: Semaphore,
 }
@@ -156,8 +194,8 @@ impl Upstream {
             Ok(_) => "refused",
             Err(_) => "failed",
         };
-        crate::metrics::metrics()
-            .upstream_requests
+        self.metrics
+            .requests
             .with_label_values(&[hub.as_str(), category, outcome])
             .inc();
         answer
@@ -188,7 +226,10 @@ impl Upstream {
 }
 
 /// A hub whose methods and connection events go to the backend `options` names.
-pub fn upstream_hub(options: UpstreamOptions) -> Result<Hub<Upstream>, UpstreamError> {
+pub fn upstream_hub(
+    options: UpstreamOptions,
+    metrics: &UpstreamMetrics,
+) -> Result<Hub<Upstream>, UpstreamError> {
     let fail = |reason: &str| UpstreamError {
         hub: options.hub.clone(),
         reason: reason.to_owned(),
@@ -202,14 +243,13 @@ pub fn upstream_hub(options: UpstreamOptions) -> Result<Hub<Upstream>, UpstreamE
     let client = Client::builder(TokioExecutor::new()).build_http();
     for category in ["messages", "connections"] {
         let labels = [options.hub.as_str(), category, "ok"];
-        crate::metrics::metrics()
-            .upstream_requests
-            .with_label_values(&labels);
+        metrics.requests.with_label_values(&labels);
     }
     let name = options.hub.clone();
     let upstream = Upstream {
         in_flight: Semaphore::new(options.concurrency),
         options,
+        metrics: metrics.clone(),
         client,
     };
     Ok(Hub::builder(name, upstream)

@@ -13,6 +13,9 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::HttpMetrics;
+use crate::throttle::LogThrottle;
+
 /// Limits of the HTTP listener (the `[server]` table of the configuration file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +76,7 @@ impl ServerLimits {
 
 /// Counts the open connections, in all and per address.
 pub(crate) struct Admission {
+    metrics: HttpMetrics,
     cap: usize,
     per_ip: usize,
     open: AtomicUsize,
@@ -89,7 +93,7 @@ pub(crate) struct Admitted {
 /// An admitted connection's place, in the extensions of its requests: a WebSocket upgrade takes it
 /// along, so the socket counts against the caps for as long as it is open, not only its HTTP part.
 #[derive(Clone)]
-pub(crate) struct Place {
+pub struct Place {
     _held: Arc<Admitted>,
 }
 
@@ -117,14 +121,9 @@ impl Drop for Admitted {
 }
 
 impl Admission {
-    pub(crate) fn new(limits: &ServerLimits) -> Arc<Self> {
-        // The series exist at 0 from the start, for dashboards and alerts.
-        for reason in ["max_connections", "max_connections_per_ip"] {
-            crate::metrics::metrics()
-                .refused_tcp_connections
-                .with_label_values(&[reason]);
-        }
+    pub(crate) fn new(limits: &ServerLimits, metrics: HttpMetrics) -> Arc<Self> {
         Arc::new(Self {
+            metrics,
             cap: limits.connection_cap(),
             per_ip: limits.max_connections_per_ip,
             open: AtomicUsize::new(0),
@@ -155,8 +154,8 @@ impl Admission {
     }
 
     fn refuse(&self, reason: &'static str) -> Option<Admitted> {
-        crate::metrics::metrics()
-            .refused_tcp_connections
+        self.metrics
+            .refused_connections
             .with_label_values(&[reason])
             .inc();
         let refused = self.refused.fetch_add(1, Ordering::Relaxed);
@@ -186,13 +185,22 @@ pub(crate) async fn accept(listener: &TcpListener, errors: &ErrorLog) -> (TcpStr
 }
 
 /// Accept errors, logged at most once a second with the number left out.
-#[derive(Default)]
-pub(crate) struct ErrorLog(crate::throttle::LogThrottle);
+pub(crate) struct ErrorLog {
+    metrics: HttpMetrics,
+    throttle: LogThrottle,
+}
 
 impl ErrorLog {
+    pub(crate) fn new(metrics: HttpMetrics) -> Self {
+        Self {
+            metrics,
+            throttle: LogThrottle::default(),
+        }
+    }
+
     fn record(&self, error: &std::io::Error) {
-        crate::metrics::metrics().accept_errors.inc();
-        if let Some(suppressed) = self.0.admit() {
+        self.metrics.accept_errors.inc();
+        if let Some(suppressed) = self.throttle.admit() {
             tracing::warn!(%error, suppressed, "accept failed");
         }
     }
@@ -209,7 +217,7 @@ mod tests {
             max_connections_per_ip: 2,
             ..ServerLimits::default()
         };
-        let admission = Admission::new(&limits);
+        let admission = Admission::new(&limits, HttpMetrics::new());
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         let first = admission.admit(a);
         let second = admission.admit(a);

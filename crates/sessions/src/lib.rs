@@ -1,3 +1,5 @@
+//! # hubcast-sessions
+//!
 //! Cookie sign-in for browser pages (the seed's cookie option): a session cookie carrying a signed token,
 //! HttpOnly and SameSite=Lax (and Secure when the page is served over https), accepted by negotiate and
 //! the transports like a bearer token. Also the embedded dev login, for trying hubcast without an
@@ -17,6 +19,9 @@
 //!   sets the cookie.
 //!
 //! Sign-ins answer `{"accessToken": …, "user": …}`, the session token also usable as a bearer token.
+//!
+//! An application of the gateway's authentication seam ([`SessionAuth`]): the gateway asks it for the
+//! user of a session token or cookie, and the binary mounts its routes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,14 +31,11 @@ use bytes::Bytes;
 use hkdf::Hkdf;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hubcast_backplane::BoxFuture;
+use hubcast_gateway::auth::{JwtAuth, SessionAuth, User, authorization_header};
+use hubcast_http::{Body, BoxFuture, RouteHandler, bytes as response_bytes, empty};
 use hyper::body::Incoming;
 use jsonwebtoken::{EncodingKey, Header};
 use sha2::Sha256;
-
-use super::JwtAuth;
-use crate::http::{Body, RouteHandler, bytes as response_bytes, empty};
-use crate::hub::User;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "hubcast_session";
@@ -177,7 +179,7 @@ impl SessionCookies {
     }
 
     /// The user of a session token (a bearer token or the cookie's), unless it is invalid or revoked.
-    pub(crate) async fn validate(&self, token: &str) -> Option<User> {
+    pub async fn validate(&self, token: &str) -> Option<User> {
         let user = self
             .validator
             .validate(token)
@@ -205,7 +207,7 @@ impl SessionCookies {
     }
 
     /// The user of the request's session cookie, if it carries a valid one.
-    pub(crate) async fn user(&self, headers: &http::HeaderMap) -> Option<User> {
+    pub async fn user(&self, headers: &http::HeaderMap) -> Option<User> {
         let token = Self::cookie_token(headers)?;
         self.validate(&token).await
     }
@@ -214,7 +216,7 @@ impl SessionCookies {
     async fn revoke(&self, headers: &http::HeaderMap) {
         let tokens = Self::cookie_token(headers)
             .into_iter()
-            .chain(super::authorization_header(headers).map(str::to_owned));
+            .chain(authorization_header(headers).map(str::to_owned));
         for token in tokens {
             let Ok(user) = self.validator.validate(&token) else {
                 continue;
@@ -287,7 +289,7 @@ impl SessionCookies {
             "/auth/login" => {
                 // The header only: tokens in URLs are for hub paths, where browsers have no choice.
                 let user = bearer.and_then(|auth| {
-                    let token = super::authorization_header(request.headers())?;
+                    let token = authorization_header(request.headers())?;
                     auth.validate(token).ok()
                 });
                 match user {
@@ -325,6 +327,16 @@ impl SessionCookies {
             response.headers_mut().insert(header::SET_COOKIE, cookie);
         }
         response
+    }
+}
+
+impl SessionAuth for SessionCookies {
+    fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<User>> {
+        Box::pin(SessionCookies::validate(self, token))
+    }
+
+    fn user<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, Option<User>> {
+        Box::pin(SessionCookies::user(self, headers))
     }
 }
 
