@@ -94,6 +94,24 @@ test('health and the OpenAPI document need no credentials', async () => {
   assert.ok(document.paths['/api/v1/hubs/{hub}/groups/{group}/users/{user}'].put);
 });
 
+test('hubcast control serves /live, /ready and /metrics on its own admin listener', async () => {
+  const replica = replicas[1];
+  assert.equal((await fetch(`${replica.adminUrl}/live`)).status, 200);
+  assert.equal((await fetch(`${replica.adminUrl}/ready`)).status, 200);
+  // One refused and one served call, counted by status in the replica's own series.
+  assert.equal((await fetch(`${replica.url}/api/v1/hubs/chat`, { method: 'POST' })).status, 401);
+  assert.equal((await fetch(`${replica.url}/api/health`)).status, 200);
+  const metrics = await (await fetch(`${replica.adminUrl}/metrics`)).text();
+  const count = (status) => Number(new RegExp(`^hubcast_control_requests_total\\{status="${status}"\\} (\\d+)$`, 'm')
+    .exec(metrics)?.[1] ?? 0);
+  assert.ok(count(401) >= 1, metrics);
+  assert.ok(count(200) >= 1, metrics);
+  // The backplane's series and the process's, and none of a gateway's: no gateway runs here.
+  assert.match(metrics, /^hubcast_backplane_connected 1$/m);
+  assert.match(metrics, /^process_open_fds \d+/m);
+  assert.doesNotMatch(metrics, /hubcast_hub_connections/);
+});
+
 test('auth: no credential, a wrong key, a wrong audience, an expired token, API keys', async () => {
   const path = `/api/v1/hubs/${HUB}`;
   const url = `${replicas[0].url}${path}`;

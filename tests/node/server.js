@@ -8,7 +8,8 @@ const START_TIMEOUT_MS = 20000;
 
 /**
  * Spawns `hubcast serve --conformance` on ephemeral ports and resolves once it logs
- * `listening on 127.0.0.1:PORT`. Returns { url, port, stop(), stderr(), closeStderr() }.
+ * `listening on 127.0.0.1:PORT … admin=127.0.0.1:PORT`. Returns { url, port, adminUrl, stop(), stderr(),
+ * closeStderr() }.
  * `port` listens on that port instead (to restart a server where its clients expect it);
  * `env` adds environment variables (e.g. `HUBCAST_HUB_*` hub options); `control: true` runs
  * `hubcast control` (the control API alone) instead; `wrapper` is a command that runs hubcast (and execs
@@ -17,7 +18,7 @@ const START_TIMEOUT_MS = 20000;
 function startServer({ port = 0, env = {}, control = false, wrapper = [] } = {}) {
   const bin = process.env.HUBCAST_BIN || DEFAULT_BIN;
   const args = control
-    ? ['control', '--listen', `127.0.0.1:${port}`]
+    ? ['control', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0']
     : ['serve', '--conformance', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'];
   const child = spawn(
     wrapper.length ? wrapper[0] : bin,
@@ -51,17 +52,20 @@ function startServer({ port = 0, env = {}, control = false, wrapper = [] } = {})
       log += chunk;
       // The line may carry ANSI colour codes around other fields; the address itself is plain.
       const match = /listening on 127\.0\.0\.1:(\d+)/.exec(log);
-      if (match) {
+      const admin = /admin=127\.0\.0\.1:(\d+)/.exec(log);
+      if (match && admin) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve([Number(match[1]), Number(admin[1])]);
       }
     });
   });
 
-  return ready.then((port) => ({
+  return ready.then(([port, adminPort]) => ({
     port,
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
+    /** The admin listener: /live, /ready, /metrics. */
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     stderr: () => log,
     /** Kills the process with `signal` at once (SIGKILL: no shutdown at all) and waits for the exit. */
     async kill(signal = 'SIGKILL') {

@@ -32,9 +32,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use hubcast_backplane::{
-    Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupAction,
-    GroupCommand, GroupName, Interest, LocalHub, Member, Outcome, PresenceChange, Publish,
-    RemoteError, SerializedMessage, Target, UserId, node_of,
+    BackplaneError, BoxFuture, Broker, ClientInvocation, ConnectionId, GroupAction, GroupCommand,
+    GroupName, Interest, LocalHub, Member, Outcome, Presence, PresenceChange, Publish, RemoteError,
+    SerializedMessage, Target, UserId, node_of,
 };
 use tokio::sync::oneshot;
 
@@ -42,7 +42,7 @@ pub use topology::{UrlError, redact};
 
 use commands::Commands;
 use link::{Link, Receiver};
-use presence::{Hubs, Presence};
+use presence::{Hubs, RedisPresence};
 use topology::Topology;
 use wire::{Channel, Channels, NodeMessage};
 
@@ -126,7 +126,7 @@ struct Inner {
     channels: Channels,
     link: Arc<Link>,
     commands: Commands,
-    presence: Arc<Presence>,
+    presence: Arc<RedisPresence>,
     hubs: Hubs,
     pending: DashMap<u64, oneshot::Sender<Reply>>,
     next_id: AtomicU64,
@@ -157,7 +157,7 @@ impl RedisBackplane {
         let hubs: Hubs = Arc::new(RwLock::new(HashMap::new()));
         let link = Link::new(topology, config.queue_limit);
         let channels = Channels::new(&config.prefix);
-        let presence = Presence::start(
+        let presence = RedisPresence::start(
             &config.prefix,
             &tag,
             commands.clone(),
@@ -507,7 +507,7 @@ impl Receiver for Inner {
     }
 }
 
-impl Backplane for RedisBackplane {
+impl Broker for RedisBackplane {
     fn node_tag(&self) -> Option<&str> {
         Some(&self.inner.tag)
     }
@@ -716,7 +716,9 @@ impl Backplane for RedisBackplane {
             Ok(())
         })
     }
+}
 
+impl Presence for RedisBackplane {
     fn connection_exists(
         &self,
         hub: &str,
@@ -741,7 +743,7 @@ impl Backplane for RedisBackplane {
         })
     }
 
-    fn presence(
+    fn record(
         &self,
         hub: &str,
         change: PresenceChange,

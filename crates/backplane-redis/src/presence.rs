@@ -127,7 +127,7 @@ enum Op {
 }
 
 /// The presence side of the Redis backplane.
-pub(crate) struct Presence {
+pub(crate) struct RedisPresence {
     keys: Keys,
     commands: Commands,
     ops: mpsc::UnboundedSender<Op>,
@@ -140,7 +140,7 @@ pub(crate) struct Presence {
 /// At most this many changes go in one pipeline.
 const BATCH: usize = 256;
 
-impl Presence {
+impl RedisPresence {
     /// Starts the worker and the heartbeat.
     pub(crate) fn start(
         prefix: &str,
@@ -312,7 +312,7 @@ impl Presence {
 }
 
 /// Beats every third of the TTL while the presence lives.
-async fn heartbeat(presence: std::sync::Weak<Presence>) {
+async fn heartbeat(presence: std::sync::Weak<RedisPresence>) {
     let Some(ttl) = presence.upgrade().map(|p| p.ttl) else {
         return;
     };

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Cluster, Recorder, Redis, eventually, json, message};
 use hubcast_backplane::{
-    Backplane, BackplaneError, ClientInvocation, ConnectionId, GroupAction, GroupCommand, Interest,
-    Member, Outcome, PresenceChange, Publish, RemoteError, Target, UserId,
+    BackplaneError, Broker, ClientInvocation, ConnectionId, GroupAction, GroupCommand, Interest,
+    Member, Outcome, Presence, PresenceChange, Publish, RemoteError, Target, UserId,
 };
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig};
 
@@ -125,15 +125,15 @@ async fn exercise(url: &str) {
         user: Some(UserId::from(user)),
     };
     a.backplane
-        .presence(HUB, PresenceChange::Connected(member(&a, "ann")))
+        .record(HUB, PresenceChange::Connected(member(&a, "ann")))
         .await
         .unwrap();
     b.backplane
-        .presence(HUB, PresenceChange::Connected(member(&b, "ann")))
+        .record(HUB, PresenceChange::Connected(member(&b, "ann")))
         .await
         .unwrap();
     b.backplane
-        .presence(
+        .record(
             HUB,
             PresenceChange::Joined(member(&b, "ann"), "room".into()),
         )
@@ -148,7 +148,7 @@ async fn exercise(url: &str) {
         .unwrap();
     assert_eq!(members, vec![member(&b, "ann")]);
     b.backplane
-        .presence(HUB, PresenceChange::Disconnected(member(&b, "ann")))
+        .record(HUB, PresenceChange::Disconnected(member(&b, "ann")))
         .await
         .unwrap();
     assert!(

@@ -59,6 +59,27 @@ id!(
     /// The public id of a connection (`Context.ConnectionId` in .NET); never the secret token.
     ConnectionId
 );
+impl ConnectionId {
+    /// A new random id, `{tag}.{random}` on a node with a routing tag (so a send to it goes straight
+    /// to that node: [`node_of`]), else just `{random}`.
+    pub fn generate(tag: Option<&str>) -> Result<Self, hubcast_protocol::ids::RandomError> {
+        let random = hubcast_protocol::ids::random_id()?;
+        Ok(Self::new(match tag {
+            Some(tag) => format!("{tag}.{random}"),
+            None => random,
+        }))
+    }
+}
+
+/// The node a connection id names (`{tag}.{random}`), if it names one.
+pub fn node_of(connection: &ConnectionId) -> Option<&str> {
+    connection
+        .as_str()
+        .split_once('.')
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+}
+
 id!(
     /// A user id, as taken from the authenticated identity.
     UserId

@@ -8,11 +8,14 @@
 //! - to get a [`Publish`] to every node that may hold a recipient (each node resolves the target against
 //!   its local index; messages travel already encoded as [`SerializedMessage`], so no node re-encodes);
 //! - to carry operations on a connection of another node: group add/remove ([`GroupCommand`]), client
-//!   results ([`ClientInvocation`]) and closing ([`Backplane::close`]);
+//!   results ([`ClientInvocation`]) and closing ([`Broker::close`]);
 //! - to keep **presence**: who is online, each user's connections and each group's members on every node
-//!   ([`PresenceChange`], [`Backplane::online_users`], [`Backplane::group_members`]).
+//!   ([`PresenceChange`], [`Presence::online_users`], [`Presence::group_members`]).
 //!
-//! A connection's node is part of its id: a node with a [`Backplane::node_tag`] names its connections
+//! The first two are a [`Broker`]'s, the last is a [`Presence`]'s; a [`Backplane`] is both, and each
+//! implementation (memory, Redis) implements them apart.
+//!
+//! A connection's node is part of its id: a node with a [`Broker::node_tag`] names its connections
 //! `{tag}.{random}`, so a send to one connection goes straight to the node that holds it ([`node_of`]).
 //!
 //! [`MemoryBackplane`] is the single-process implementation: it hands a publish straight to every node
@@ -27,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use hubcast_protocol::{Outcome, SerializedMessage};
-pub use ids::{ConnectionId, GroupName, UserId};
+pub use ids::{ConnectionId, GroupName, UserId, node_of};
 pub use memory::MemoryBackplane;
 
 /// A boxed future, as the object-safe backplane methods return.
@@ -211,17 +214,8 @@ pub enum BackplaneError {
     InvalidHubName(String, &'static str),
 }
 
-/// The node a connection id names (`{tag}.{random}`), if it names one.
-pub fn node_of(connection: &ConnectionId) -> Option<&str> {
-    connection
-        .as_str()
-        .split_once('.')
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-}
-
-/// The seam between hubs and the transport that carries their sends between nodes.
-pub trait Backplane: Send + Sync + 'static {
+/// Fan-out and commands: what carries a hub's sends and its operations on connections between nodes.
+pub trait Broker: Send + Sync + 'static {
     /// This node's routing tag, which prefixes its connection ids; `None` when there is no other node to
     /// route to.
     fn node_tag(&self) -> Option<&str>;
@@ -276,13 +270,6 @@ pub trait Backplane: Send + Sync + 'static {
         action: GroupAction,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
 
-    /// Whether any node holds `connection`.
-    fn connection_exists(
-        &self,
-        hub: &str,
-        connection: &ConnectionId,
-    ) -> BoxFuture<'_, Result<bool, BackplaneError>>;
-
     /// Closes the connections `target` names on every node, with `reason` as the Close error.
     fn close(
         &self,
@@ -290,9 +277,13 @@ pub trait Backplane: Send + Sync + 'static {
         target: Target,
         reason: String,
     ) -> BoxFuture<'_, Result<(), BackplaneError>>;
+}
 
+/// Presence: who is connected where, kept for every node (centrifuge's `PresenceManager`). Queries
+/// answer for the whole cluster; changes are this node's own.
+pub trait Presence: Send + Sync + 'static {
     /// Records a presence change of this node's connections.
-    fn presence(
+    fn record(
         &self,
         hub: &str,
         change: PresenceChange,
@@ -314,7 +305,20 @@ pub trait Backplane: Send + Sync + 'static {
         hub: &str,
         group: &GroupName,
     ) -> BoxFuture<'_, Result<Vec<Member>, BackplaneError>>;
+
+    /// Whether any node holds `connection`.
+    fn connection_exists(
+        &self,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>>;
 }
+
+/// The seam between hubs and the nodes they share connections with: a [`Broker`] and a [`Presence`].
+/// Every type that is both is a backplane.
+pub trait Backplane: Broker + Presence {}
+
+impl<T: Broker + Presence> Backplane for T {}
 
 #[cfg(test)]
 mod tests {

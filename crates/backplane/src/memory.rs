@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use crate::{
-    Backplane, BackplaneError, BoxFuture, ClientInvocation, ConnectionId, GroupCommand, GroupName,
-    Interest, LocalHub, Member, Outcome, PresenceChange, Publish, RemoteError, UserId,
+    BackplaneError, BoxFuture, Broker, ClientInvocation, ConnectionId, GroupCommand, GroupName,
+    Interest, LocalHub, Member, Outcome, Presence, PresenceChange, Publish, RemoteError, UserId,
 };
 
 /// The nodes attached to each hub.
@@ -37,7 +37,7 @@ impl MemoryBackplane {
     }
 }
 
-impl Backplane for MemoryBackplane {
+impl Broker for MemoryBackplane {
     fn node_tag(&self) -> Option<&str> {
         None
     }
@@ -128,17 +128,6 @@ impl Backplane for MemoryBackplane {
         })
     }
 
-    fn connection_exists(
-        &self,
-        hub: &str,
-        connection: &ConnectionId,
-    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
-        let result = self
-            .nodes_of(hub)
-            .map(|nodes| nodes.iter().any(|node| node.has_connection(connection)));
-        Box::pin(async move { result })
-    }
-
     fn close(
         &self,
         hub: &str,
@@ -152,8 +141,21 @@ impl Backplane for MemoryBackplane {
         });
         Box::pin(async move { result })
     }
+}
 
-    fn presence(
+impl Presence for MemoryBackplane {
+    fn connection_exists(
+        &self,
+        hub: &str,
+        connection: &ConnectionId,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
+        let result = self
+            .nodes_of(hub)
+            .map(|nodes| nodes.iter().any(|node| node.has_connection(connection)));
+        Box::pin(async move { result })
+    }
+
+    fn record(
         &self,
         _hub: &str,
         _change: PresenceChange,

@@ -69,7 +69,9 @@ pub(crate) struct ServeArgs {
     /// SignalR browser bundle).
     #[arg(long, env = "HUBCAST_WEB_ROOT", default_value = "web")]
     pub(crate) web_root: std::path::PathBuf,
-    /// Mounts the endpoints the official SignalR client's functional tests expect.
+    /// Mounts the test hubs and endpoints the official SignalR client's functional tests and the load
+    /// generator expect (only in builds with the `conformance` feature).
+    #[cfg(feature = "conformance")]
     #[arg(long, env = "HUBCAST_CONFORMANCE")]
     pub(crate) conformance: bool,
     /// Browser origins allowed cross-origin, comma-separated (`*` for any) [default: `allowed_origins` in

@@ -4,6 +4,7 @@ mod backplane;
 mod chat_client;
 mod cli;
 mod config;
+#[cfg(feature = "conformance")]
 mod conformance;
 mod web;
 
@@ -199,14 +200,17 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     api.register_metrics(&registry)?;
     builder = builder.route("/api/", api.route_handler());
     builder = builder.fallback(web::page(args.web_root.clone()));
-    let mut test_hub = None;
-    if args.conformance {
+    #[cfg(feature = "conformance")]
+    let test_hub = if args.conformance {
         let (mounted, handle) = conformance::mount(builder, &config.hub_options("TestHub")?)?;
         builder = mounted;
-        test_hub = Some(handle);
-    }
+        Some(handle)
+    } else {
+        None
+    };
     let gateway = builder.build().await?;
     gateway.register_metrics(&registry)?;
+    #[cfg(feature = "conformance")]
     if let (Some(handle), Some(context)) = (test_hub, gateway.hub_context("TestHub")) {
         let _ = handle.set(context);
     }

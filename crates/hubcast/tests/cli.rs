@@ -28,7 +28,6 @@ fn serve_reports_its_address_and_stops_on_sigterm() {
     let mut child = Command::new(BIN)
         .args([
             "serve",
-            "--conformance",
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",

@@ -40,10 +40,7 @@ impl ConnectionManager {
         owner: Option<UserId>,
         address: Option<IpAddr>,
     ) -> Result<Option<Arc<Connection>>, RandomError> {
-        let id = match &self.node_tag {
-            Some(tag) => format!("{tag}.{}", ids::random_id()?),
-            None => ids::random_id()?,
-        };
+        let id = ConnectionId::generate(self.node_tag.as_deref())?;
         let token: Arc<str> = if negotiate_version > 0 {
             Arc::from(ids::random_id()?)
         } else {
@@ -55,13 +52,7 @@ impl ConnectionManager {
         {
             return Ok(None);
         }
-        let connection = Arc::new(Connection::new(
-            ConnectionId::new(id),
-            token.clone(),
-            mount,
-            owner,
-            address,
-        ));
+        let connection = Arc::new(Connection::new(id, token.clone(), mount, owner, address));
         self.connections.insert(token, connection.clone());
         connection.mount.metrics.transport_connections.inc();
         Ok(Some(connection))

@@ -46,7 +46,7 @@ impl HubShared {
 
     /// Records a presence change; a failure is logged (the backplane republishes presence when it can).
     pub(crate) async fn presence(&self, change: PresenceChange) {
-        if let Err(error) = self.backplane.presence(&self.name, change).await {
+        if let Err(error) = self.backplane.record(&self.name, change).await {
             tracing::warn!(%error, hub = %self.name, "presence update failed");
         }
     }
