@@ -59,6 +59,11 @@ pub struct RedisConfig {
     pub queue_limit: usize,
     /// How long a group command for a connection of another node waits for its answer.
     pub command_timeout: Duration,
+    /// The ACL username of every connection, set apart from the URL.
+    pub username: Option<String>,
+    /// The password of every connection (servers and sentinels), set apart from the URL so that any
+    /// characters work; the URL must then carry no credentials.
+    pub password: Option<String>,
 }
 
 impl RedisConfig {
@@ -70,6 +75,8 @@ impl RedisConfig {
             node_ttl: Duration::from_millis(7_500),
             queue_limit: 100_000,
             command_timeout: Duration::from_secs(5),
+            username: None,
+            password: None,
         }
     }
 }
@@ -149,7 +156,12 @@ impl RedisBackplane {
         if config.node_ttl < MIN_NODE_TTL {
             return Err(SetupError::NodeTtl(config.node_ttl));
         }
-        let topology = Topology::parse(&config.url)?;
+        let url = topology::with_credentials(
+            &config.url,
+            config.username.as_deref(),
+            config.password.as_deref(),
+        )?;
+        let topology = Topology::parse(&url)?;
         let commands = Commands::new(&topology)?;
         let random = hubcast_protocol::ids::random_id()?;
         // 60 random bits: unique among live nodes; never `.`, which separates it in connection ids.

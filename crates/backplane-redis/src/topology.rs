@@ -94,13 +94,20 @@ impl Topology {
                         .map_err(|_| fail(format!("'{db}' is not a database")))?,
                     _ => 0,
                 };
+                // Percent-encoded in the URL, as in the standalone and cluster forms.
+                let decode = |part: &str| {
+                    percent_encoding::percent_decode_str(part)
+                        .decode_utf8()
+                        .map(|v| v.into_owned())
+                        .map_err(|_| fail("the credentials are not UTF-8 once decoded".into()))
+                };
                 let (username, password) = match credentials {
                     Some(c) => match c.split_once(':') {
                         Some((user, password)) => (
-                            Some(user.to_owned()).filter(|u| !u.is_empty()),
-                            Some(password.to_owned()),
+                            Some(decode(user)?).filter(|u| !u.is_empty()),
+                            Some(decode(password)?),
                         ),
-                        None => (Some(c.to_owned()), None),
+                        None => (Some(decode(c)?), None),
                     },
                     None => (None, None),
                 };
@@ -135,6 +142,46 @@ pub(crate) fn resp3(url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
     Ok(info.set_redis_settings(settings))
 }
 
+/// Characters left as they are in the user-info part of a URL (RFC 3986 unreserved).
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `url` with `username` and `password` put into it, percent-encoded so that any characters work
+/// (generated secrets hold `/ + = # @ :`). A URL that carries credentials of its own is refused: the
+/// password lives in one place.
+pub(crate) fn with_credentials(
+    url: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, UrlError> {
+    if username.is_none() && password.is_none() {
+        return Ok(url.to_owned());
+    }
+    let fail = |reason: &str| UrlError {
+        url: redact(url),
+        reason: reason.to_owned(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| fail("expected redis://, redis+sentinel:// or redis+cluster://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(fail(
+            "the URL carries credentials and a username or password is set apart: give them in one place",
+        ));
+    }
+    let encode = |v: &str| percent_encoding::utf8_percent_encode(v, USERINFO).to_string();
+    let user = username.map(encode).unwrap_or_default();
+    let userinfo = match password {
+        Some(password) => format!("{user}:{}", encode(password)),
+        None => user,
+    };
+    Ok(format!("{scheme}://{userinfo}@{rest}"))
+}
+
 /// The URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
@@ -150,6 +197,41 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_set_apart_reach_every_topology_whatever_their_characters() {
+        let password = "p/a+s=s#w@o:r d%";
+        let url = with_credentials("redis://h:6379/1", Some("app"), Some(password)).unwrap();
+        let info = url.as_str().into_connection_info().unwrap();
+        assert_eq!(info.redis_settings().password(), Some(password));
+        assert_eq!(info.redis_settings().username(), Some("app"));
+        assert!(!redact(&url).contains("s#w"), "{}", redact(&url));
+        let url = with_credentials("redis+sentinel://s1:26379/main", None, Some(password)).unwrap();
+        match Topology::parse(&url).unwrap() {
+            Topology::Sentinel {
+                password: p,
+                username,
+                ..
+            } => {
+                assert_eq!(p.as_deref(), Some(password));
+                assert_eq!(username, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let url = with_credentials("redis+cluster://a:7000,b:7001", None, Some(password)).unwrap();
+        let Topology::Cluster(nodes) = Topology::parse(&url).unwrap() else {
+            panic!("not a cluster")
+        };
+        for node in nodes {
+            let info = node.as_str().into_connection_info().unwrap();
+            assert_eq!(info.redis_settings().password(), Some(password));
+        }
+        assert!(with_credentials("redis://u:p@h:6379", None, Some("x")).is_err());
+        assert_eq!(
+            with_credentials("redis://h:6379", None, None).unwrap(),
+            "redis://h:6379"
+        );
+    }
 
     #[test]
     fn urls_name_the_topology() {

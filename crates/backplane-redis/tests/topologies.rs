@@ -325,3 +325,50 @@ async fn sentinel_and_failover() {
     assert!(delivered, "sends flow again through the new master");
     assert!(a.backplane.status().connected && b.backplane.status().connected);
 }
+
+/// A generated password full of URL delimiters, given apart from the URL: two nodes talk; without it
+/// no link comes up; a URL with credentials as well is refused, and the error does not name them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_set_apart_works_whatever_its_characters() {
+    const PASSWORD: &str = "Zq/8+x=Y#k@p:w%?";
+    let redis = Redis::start(&[]);
+    let set = redis
+        .cli(&["CONFIG", "SET", "requirepass", PASSWORD])
+        .unwrap();
+    assert!(set.contains("OK"), "{set}");
+    let config = |password: Option<&str>| RedisConfig {
+        prefix: "pw".to_owned(),
+        password: password.map(str::to_owned),
+        ..RedisConfig::new(redis.url())
+    };
+    let a = RedisBackplane::connect(config(Some(PASSWORD)))
+        .await
+        .unwrap();
+    let b = RedisBackplane::connect(config(Some(PASSWORD)))
+        .await
+        .unwrap();
+    assert!(a.status().connected && b.status().connected);
+    let hub = Recorder::new(&[]);
+    b.attach(HUB, hub.clone()).await.unwrap();
+    a.attach(HUB, Recorder::new(&[])).await.unwrap();
+    a.publish(publish(Target::All, "through auth"))
+        .await
+        .unwrap();
+    assert_eq!(hub.wait_for(1).await, vec![json("through auth")]);
+    // Without it the node starts (Redis being down at start is survivable) but never links up.
+    let unauthenticated = RedisBackplane::connect(config(None)).await.unwrap();
+    assert!(!unauthenticated.status().connected);
+    let wrong = RedisConfig {
+        password: Some("x".into()),
+        ..RedisConfig::new("redis://:inurl@127.0.0.1:1")
+    };
+    let error = RedisBackplane::connect(wrong)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("one place") && !error.contains("inurl"),
+        "{error}"
+    );
+}

@@ -32,8 +32,12 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects (a `postgres://` URL or a libpq key-value string) and creates the table if missing.
-    pub async fn connect(config: &str) -> Result<Self, StoreError> {
-        let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
+    pub async fn connect(config: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = config.parse()?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::error!(%error, "history database connection ended");

@@ -31,7 +31,7 @@ fn room(name: &str) -> String {
 async fn postgres() -> PostgresStore {
     let config = std::env::var("HUBCAST_TEST_POSTGRES")
         .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".to_owned());
-    PostgresStore::connect(&config)
+    PostgresStore::connect(&config, None)
         .await
         .expect("the local PostgreSQL (see the module doc)")
 }

@@ -35,6 +35,8 @@ pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
     let config = RedisConfig {
         prefix: args.backplane_prefix.clone(),
         node_ttl: args.node_ttl.into(),
+        username: args.backplane_username.clone(),
+        password: args.backplane_password.clone(),
         ..RedisConfig::new(spec)
     };
     let redis = RedisBackplane::connect(config)

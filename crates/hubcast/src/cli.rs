@@ -65,6 +65,9 @@ pub(crate) struct ServeArgs {
     /// `none`.
     #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]
     pub(crate) history: String,
+    /// Password of the PostgreSQL history, instead of one in `--history` (any characters).
+    #[arg(long, env = "HUBCAST_HISTORY_PASSWORD", hide_env_values = true)]
+    pub(crate) history_password: Option<String>,
     /// Directory of the chat page (`index.html`, `chat.js`, `style.css`, and `node_modules` with the
     /// SignalR browser bundle).
     #[arg(long, env = "HUBCAST_WEB_ROOT", default_value = "web")]
@@ -121,6 +124,13 @@ pub(crate) struct BackplaneArgs {
         hide_env_values = true
     )]
     pub(crate) backplane: String,
+    /// ACL username of the Redis connections, instead of one in the URL.
+    #[arg(long, env = "HUBCAST_BACKPLANE_USERNAME")]
+    pub(crate) backplane_username: Option<String>,
+    /// Password of the Redis connections (servers and sentinels), instead of one in the URL: any
+    /// characters work, no URL encoding needed.
+    #[arg(long, env = "HUBCAST_BACKPLANE_PASSWORD", hide_env_values = true)]
+    pub(crate) backplane_password: Option<String>,
     /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones).
     #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX", default_value = "hubcast")]
     pub(crate) backplane_prefix: String,

@@ -178,7 +178,7 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         require_authentication: true,
         ..config.hub_options("chat")?
     };
-    let chat = Chat::new(history(&args.history).await?);
+    let chat = Chat::new(history(&args.history, args.history_password.as_deref()).await?);
     chat.register_metrics(&registry)?;
     builder = builder.hub("/hubs/chat", chat_hub(chat), chat_options);
     let upstream_metrics = UpstreamMetrics::new();
@@ -375,14 +375,14 @@ fn control(args: ControlArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The chat's message store, from `--history`.
-async fn history(spec: &str) -> anyhow::Result<Arc<dyn MessageStore>> {
+/// The chat's message store, from `--history` (and `--history-password`).
+async fn history(spec: &str, password: Option<&str>) -> anyhow::Result<Arc<dyn MessageStore>> {
     if spec == "none" {
         return Ok(Arc::new(NoStore::default()));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Arc::new(
-            PostgresStore::connect(spec)
+            PostgresStore::connect(spec, password)
                 .await
                 .context("connecting to the history database")?,
         ));
