@@ -4,8 +4,6 @@ mod backplane;
 mod chat_client;
 mod cli;
 mod config;
-#[cfg(feature = "conformance")]
-mod conformance;
 mod web;
 
 use std::collections::HashMap;
@@ -202,7 +200,8 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     builder = builder.fallback(web::page(args.web_root.clone()));
     #[cfg(feature = "conformance")]
     let test_hub = if args.conformance {
-        let (mounted, handle) = conformance::mount(builder, &config.hub_options("TestHub")?)?;
+        let (mounted, handle) =
+            hubcast_test_support::conformance::mount(builder, &config.hub_options("TestHub")?)?;
         builder = mounted;
         Some(handle)
     } else {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 /// The state of the test hubs.
 #[derive(Default)]
-pub(crate) struct TestHub;
+pub struct TestHub;
 
 type Ctx = Context<TestHub>;
 
@@ -51,7 +51,7 @@ struct ComplexObject {
 }
 
 /// The test hub's methods.
-pub(crate) fn test_hub(name: &str) -> Hub<TestHub> {
+pub fn test_hub(name: &str) -> Hub<TestHub> {
     Hub::builder(name, TestHub)
         // `string` in .NET: null binds, and comes back.
         .method("Echo", |_: Ctx, message: Option<String>| async move {
@@ -161,7 +161,7 @@ fn complex_object() -> ComplexObject {
 /// The load-test hub at `/bench`: `Broadcast(payload)` sends `Broadcast(payload)` to every connection,
 /// `Join(group)` and `SendToGroup(group, payload)` exercise groups, `SendToUser(user, payload)` users.
 /// The load generator uses it.
-pub(crate) fn bench_hub() -> Hub<TestHub> {
+pub fn bench_hub() -> Hub<TestHub> {
     Hub::builder("Bench", TestHub)
         .method("Broadcast", |ctx: Ctx, payload: String| async move {
             ctx.clients().all().send("Broadcast", &(payload,)).await?;
@@ -197,7 +197,7 @@ pub(crate) fn bench_hub() -> Hub<TestHub> {
 /// The multi-node test hub at `/cluster`: each send target, group change, client result and presence
 /// listing of [`HubContext`] as a method. Sends invoke `Message(text)` on the recipients; `Ask(id,
 /// question)` invokes `Ask(question)` on connection `id` and returns its answer.
-pub(crate) fn cluster_hub() -> Hub<TestHub> {
+pub fn cluster_hub() -> Hub<TestHub> {
     fn failed(error: impl std::fmt::Display) -> HubError {
         HubError::new(error.to_string())
     }
@@ -402,12 +402,12 @@ fn echo_redirect(
 const NO_ARGS: [(); 0] = [];
 
 /// Filled in once the gateway is built: the `/clientresult/{id}` route invokes the test hub through it.
-pub(crate) type TestHubHandle = Arc<OnceLock<HubContext>>;
+pub type TestHubHandle = Arc<OnceLock<HubContext>>;
 
 /// Mounts the conformance endpoints on `builder`; fill the returned handle with the `TestHub` context
 /// once the gateway is built. `/authorizedhub` accepts only the tokens of `/generateJwtToken`, signed
 /// with a key made up for this process.
-pub(crate) fn mount(
+pub fn mount(
     builder: GatewayBuilder,
     base: &HubOptions,
 ) -> anyhow::Result<(GatewayBuilder, TestHubHandle)> {
