@@ -67,6 +67,24 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    /// Checks the settings without connecting: the URL (with the credentials set apart) parses and the
+    /// node TTL leaves room for heartbeats.
+    pub fn validate(&self) -> Result<(), SetupError> {
+        self.topology().map(|_| ())
+    }
+
+    fn topology(&self) -> Result<Topology, SetupError> {
+        if self.node_ttl < MIN_NODE_TTL {
+            return Err(SetupError::NodeTtl(self.node_ttl));
+        }
+        let url = topology::with_credentials(
+            &self.url,
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )?;
+        Ok(Topology::parse(&url)?)
+    }
+
     /// The defaults for `url`: prefix `hubcast`, node TTL 7.5 s, 100,000 queued sends, 5 s commands.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -153,15 +171,7 @@ impl RedisBackplane {
     /// Starts the backplane: the pub/sub link, the presence worker and the heartbeat. Waits up to 5 s
     /// for Redis, then starts anyway (serving local connections and queueing sends until it appears).
     pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
-        if config.node_ttl < MIN_NODE_TTL {
-            return Err(SetupError::NodeTtl(config.node_ttl));
-        }
-        let url = topology::with_credentials(
-            &config.url,
-            config.username.as_deref(),
-            config.password.as_deref(),
-        )?;
-        let topology = Topology::parse(&url)?;
+        let topology = config.topology()?;
         let commands = Commands::new(&topology)?;
         let random = hubcast_protocol::ids::random_id()?;
         // 60 random bits: unique among live nodes; never `.`, which separates it in connection ids.

@@ -31,6 +31,12 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Checks a `postgres://` URL (or libpq key-value string) without connecting.
+    pub fn check(config: &str) -> Result<(), StoreError> {
+        config.parse::<tokio_postgres::Config>()?;
+        Ok(())
+    }
+
     /// Connects (a `postgres://` URL or a libpq key-value string) and creates the table if missing.
     pub async fn connect(config: &str, password: Option<&str>) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = config.parse()?;

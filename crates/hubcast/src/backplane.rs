@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use hubcast_backplane::{Backplane, BoxFuture, MemoryBackplane};
-use hubcast_backplane_redis::{RedisBackplane, RedisConfig, redact};
+use hubcast_backplane_redis::{RedisBackplane, redact};
 use hubcast_gateway::hub::{LocalRateLimiter, RateLimiter};
 use hubcast_sessions::{LocalRevocations, Revocations};
 
-use crate::cli::BackplaneArgs;
+use crate::config::Config;
 
 /// The backplane a node runs with.
 pub(crate) struct Chosen {
@@ -22,8 +22,8 @@ pub(crate) struct Chosen {
 
 /// Builds the backplane the flags name (`memory`, `redis://…`, `redis+sentinel://…`,
 /// `redis+cluster://…`).
-pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
-    let spec = args.backplane.as_str();
+pub(crate) async fn choose(config: &Config) -> anyhow::Result<Chosen> {
+    let spec = config.backplane.url.as_str();
     if spec == "memory" {
         return Ok(Chosen {
             backplane: Arc::new(MemoryBackplane::new()),
@@ -32,13 +32,7 @@ pub(crate) async fn choose(args: &BackplaneArgs) -> anyhow::Result<Chosen> {
             redis: None,
         });
     }
-    let config = RedisConfig {
-        prefix: args.backplane_prefix.clone(),
-        node_ttl: args.node_ttl.into(),
-        username: args.backplane_username.clone(),
-        password: args.backplane_password.clone(),
-        ..RedisConfig::new(spec)
-    };
+    let config = config.redis();
     let redis = RedisBackplane::connect(config)
         .await
         .with_context(|| format!("starting the Redis backplane at {}", redact(spec)))?;

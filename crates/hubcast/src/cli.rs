@@ -24,7 +24,8 @@ pub(crate) enum Command {
     Chat(Box<crate::chat_client::ChatArgs>),
     /// Prints the full annotated configuration file with every default.
     DefaultConfig,
-    /// Validates a configuration file (with the environment applied) and prints the result.
+    /// Validates a configuration file with the environment applied (as `serve` would read them: every
+    /// setting, key files included; nothing is connected to) and prints the result.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
@@ -32,7 +33,8 @@ pub(crate) enum Command {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -62,16 +64,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HUBCAST_DRAIN_WINDOW")]
     pub(crate) drain_window: Option<humantime::Duration>,
     /// Where the chat keeps its history: `sqlite:PATH`, `postgres://…` (needed for several nodes) or
-    /// `none`.
-    #[arg(long, env = "HUBCAST_HISTORY", default_value = "sqlite:hubcast.db")]
-    pub(crate) history: String,
+    /// `none` [default: sqlite:hubcast.db, or `[history] url` in the file].
+    #[arg(long, env = "HUBCAST_HISTORY")]
+    pub(crate) history: Option<String>,
     /// Password of the PostgreSQL history, instead of one in `--history` (any characters).
     #[arg(long, env = "HUBCAST_HISTORY_PASSWORD", hide_env_values = true)]
     pub(crate) history_password: Option<String>,
     /// Directory of the chat page (`index.html`, `chat.js`, `style.css`, and `node_modules` with the
-    /// SignalR browser bundle).
-    #[arg(long, env = "HUBCAST_WEB_ROOT", default_value = "web")]
-    pub(crate) web_root: std::path::PathBuf,
+    /// SignalR browser bundle) [default: web].
+    #[arg(long, env = "HUBCAST_WEB_ROOT")]
+    pub(crate) web_root: Option<std::path::PathBuf>,
     /// Mounts the test hubs and endpoints the official SignalR client's functional tests and the load
     /// generator expect (only in builds with the `conformance` feature).
     #[cfg(feature = "conformance")]
@@ -107,23 +109,20 @@ pub(crate) struct ServeArgs {
     /// any key it is always on.
     #[arg(long, env = "HUBCAST_DEV_AUTH")]
     pub(crate) dev_auth: bool,
-    /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`).
-    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
-    pub(crate) log_format: LogFormat,
+    /// Log format (the level comes from HUBCAST_LOG, e.g. `info` or `hubcast_gateway=debug`)
+    /// [default: text].
+    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
 }
 
 /// Which backplane joins the nodes.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BackplaneArgs {
     /// The backplane between nodes: `memory` (a single node), `redis://[:password@]host:port[/db]`,
-    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`.
-    #[arg(
-        long,
-        env = "HUBCAST_BACKPLANE",
-        default_value = "memory",
-        hide_env_values = true
-    )]
-    pub(crate) backplane: String,
+    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`
+    /// [default: memory].
+    #[arg(long, env = "HUBCAST_BACKPLANE", hide_env_values = true)]
+    pub(crate) backplane: Option<String>,
     /// ACL username of the Redis connections, instead of one in the URL.
     #[arg(long, env = "HUBCAST_BACKPLANE_USERNAME")]
     pub(crate) backplane_username: Option<String>,
@@ -131,12 +130,14 @@ pub(crate) struct BackplaneArgs {
     /// characters work, no URL encoding needed.
     #[arg(long, env = "HUBCAST_BACKPLANE_PASSWORD", hide_env_values = true)]
     pub(crate) backplane_password: Option<String>,
-    /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones).
-    #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX", default_value = "hubcast")]
-    pub(crate) backplane_prefix: String,
-    /// How long a node's presence outlives its last heartbeat in Redis (it beats every third of it).
-    #[arg(long, env = "HUBCAST_NODE_TTL", default_value = "7500ms")]
-    pub(crate) node_ttl: humantime::Duration,
+    /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones)
+    /// [default: hubcast].
+    #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX")]
+    pub(crate) backplane_prefix: Option<String>,
+    /// How long a node's presence outlives its last heartbeat in Redis (it beats every third of it)
+    /// [default: 7500ms].
+    #[arg(long, env = "HUBCAST_NODE_TTL")]
+    pub(crate) node_ttl: Option<humantime::Duration>,
 }
 
 /// Who may call the control API (`/api`).
@@ -158,19 +159,22 @@ pub(crate) struct ControlAccess {
     #[arg(long, env = "HUBCAST_CONTROL_ANONYMOUS")]
     pub(crate) control_anonymous: bool,
     /// Failed control-API authentications a minute per client address before it is paused with 429
-    /// (the pause doubles with each further failure, up to 5 minutes); 0 for no limit.
-    #[arg(long, env = "HUBCAST_CONTROL_AUTH_FAILURES", default_value_t = hubcast_control::DEFAULT_FREE_FAILURES)]
-    pub(crate) control_auth_failures: u32,
+    /// (the pause doubles with each further failure, up to 5 minutes); 0 for no limit [default: 10].
+    #[arg(long, env = "HUBCAST_CONTROL_AUTH_FAILURES")]
+    pub(crate) control_auth_failures: Option<u32>,
 }
 
 #[derive(Debug, Parser)]
 pub(crate) struct ControlArgs {
-    /// Address of the control API listener.
-    #[arg(long, env = "HUBCAST_LISTEN", default_value = "0.0.0.0:8081")]
-    pub(crate) listen: SocketAddr,
-    /// Address of the admin listener (/live, /ready, /metrics).
-    #[arg(long, env = "HUBCAST_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
-    pub(crate) admin_listen: SocketAddr,
+    /// Address of the control API listener [default: 0.0.0.0:8081, or `listen` in the file].
+    #[arg(long, env = "HUBCAST_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Address of the admin listener (/live, /ready, /metrics) [default: 0.0.0.0:9090].
+    #[arg(long, env = "HUBCAST_ADMIN_LISTEN")]
+    pub(crate) admin_listen: Option<SocketAddr>,
+    /// Configuration file (TOML); see `hubcast default-config`.
+    #[arg(long, env = "HUBCAST_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) backplane: BackplaneArgs,
     #[command(flatten)]
@@ -184,7 +188,7 @@ pub(crate) struct ControlArgs {
     /// The `aud` the gateways require (`--jwt-audience`), put into the tokens `:generateToken` issues.
     #[arg(long, env = "HUBCAST_JWT_AUDIENCE")]
     pub(crate) jwt_audience: Option<String>,
-    /// Log format (the level comes from HUBCAST_LOG).
-    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum, default_value = "text")]
-    pub(crate) log_format: LogFormat,
+    /// Log format (the level comes from HUBCAST_LOG) [default: text].
+    #[arg(long, env = "HUBCAST_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
 }

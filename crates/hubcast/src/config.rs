@@ -1,23 +1,37 @@
-//! Configuration layers: defaults < TOML file < environment (`HUBCAST_*`) < flags. Parsing takes the
-//! file text and an environment map, so it never binds ports or reads the process environment and is
-//! testable as it is.
+//! The one configuration of a process: every setting, in layers, lowest first: defaults < TOML file
+//! (`--config`) < environment (`HUBCAST_*`) < flags. The file's sections are `[server]`, `[backplane]`,
+//! `[history]`, `[auth]`, `[control]`, `[hub]`, `[hubs.<name>]` and `[[upstreams]]`; clap reads the
+//! environment and the flags (so `--help` names every variable), and [`Config::apply_serve`] /
+//! [`Config::apply_control`] lay them over the file. [`Config::validate`] checks every setting, so
+//! `hubcast check-config` refuses what `serve` would refuse. Parsing takes the file text and an
+//! environment map, so it never binds ports or reads the process environment and is testable as it is.
 //!
 //! Hub options are merged as TOML tables: the `[hub]` table (with `HUBCAST_HUB_<NAME>` variables
 //! applied) is the base of every hub, and `[hubs.<name>]` overrides it for one hub.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hubcast_gateway::HubOptions;
+use hubcast_gateway::auth::JwtAuth;
 use hubcast_http::ServerLimits;
 use hubcast_upstream::UpstreamOptions;
 use serde::Deserialize;
+
+use crate::cli::{ControlArgs, LogFormat, ServeArgs};
 
 /// The annotated default file that `hubcast default-config` prints.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 const HUB_ENV_PREFIX: &str = "HUBCAST_HUB_";
+
+/// The hubs `hubcast serve` maps besides the upstream ones: `[hubs.<name>]` may name only these.
+#[cfg(not(feature = "conformance"))]
+const BUILT_IN_HUBS: &[&str] = &["chat"];
+#[cfg(feature = "conformance")]
+const BUILT_IN_HUBS: &[&str] = &["chat", "TestHub"];
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +42,172 @@ pub(crate) enum ConfigError {
     /// A `HUBCAST_HUB_*` variable or a hub section is invalid.
     #[error("hub options: {0}")]
     Hub(String),
+    /// A setting is unusable (named, with the reason; never with a secret's value).
+    #[error("{0}")]
+    Setting(String),
+}
+
+/// A secret setting: read like a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[backplane]`: what joins the nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BackplaneSettings {
+    /// `memory`, `redis://…`, `redis+sentinel://…` or `redis+cluster://…`.
+    pub(crate) url: String,
+    /// Prefix of the Redis channels and keys.
+    pub(crate) prefix: String,
+    /// How long a node's presence outlives its last heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub(crate) node_ttl: Duration,
+    /// ACL username, apart from the URL.
+    pub(crate) username: Option<String>,
+    /// Password, apart from the URL (any characters).
+    pub(crate) password: Option<Secret>,
+}
+
+impl Default for BackplaneSettings {
+    fn default() -> Self {
+        Self {
+            url: "memory".to_owned(),
+            prefix: "hubcast".to_owned(),
+            node_ttl: Duration::from_millis(7_500),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+/// `[history]`: where the chat keeps its messages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HistorySettings {
+    /// `sqlite:PATH`, `postgres://…` or `none`.
+    pub(crate) url: String,
+    /// The PostgreSQL password, apart from the URL.
+    pub(crate) password: Option<Secret>,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:hubcast.db".to_owned(),
+            password: None,
+        }
+    }
+}
+
+/// `[auth]`: bearer tokens and session cookies.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuthSettings {
+    /// HMAC secret of HS256/384/512 tokens.
+    pub(crate) jwt_secret: Option<Secret>,
+    /// PEM file of an RSA or EC public key.
+    pub(crate) jwt_public_key: Option<PathBuf>,
+    /// JWKS file.
+    pub(crate) jwks: Option<PathBuf>,
+    /// Required `iss`.
+    pub(crate) issuer: Option<String>,
+    /// Required `aud`.
+    pub(crate) audience: Option<String>,
+    /// Claims tried in order for the user id.
+    pub(crate) user_claims: Option<Vec<String>>,
+    /// Signs session cookies (the same on every node).
+    pub(crate) session_secret: Option<Secret>,
+    /// The dev login even though a key is configured.
+    pub(crate) dev_login: bool,
+}
+
+impl AuthSettings {
+    /// Whether a token key is configured (else: dev mode).
+    pub(crate) fn key_configured(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.jwks.is_some()
+    }
+
+    /// The bearer-token validation these settings describe, with `secret` as the HMAC key when no
+    /// other key is set (dev mode's random secret); reads the key files.
+    pub(crate) fn validator(&self, secret: Option<&[u8]>) -> Result<Option<JwtAuth>, ConfigError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| ConfigError::Setting(format!("reading {}: {e}", path.display())))
+        };
+        let invalid = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
+            ConfigError::Setting(format!("{what} {}: {e}", path.display()))
+        };
+        let auth = if let Some(path) = &self.jwks {
+            JwtAuth::jwks(&read(path)?).map_err(|e| invalid("JWKS", path, &e))?
+        } else if let Some(path) = &self.jwt_public_key {
+            JwtAuth::public_key_pem(&read(path)?).map_err(|e| invalid("public key", path, &e))?
+        } else if let Some(secret) = self
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes())
+            .or(secret)
+        {
+            JwtAuth::hmac(secret)
+        } else {
+            return Ok(None);
+        };
+        let auth = match &self.user_claims {
+            Some(claims) => auth.with_user_claims(claims.clone()),
+            None => auth,
+        };
+        let auth = match &self.issuer {
+            Some(issuer) => auth.with_issuer(issuer),
+            None => auth,
+        };
+        Ok(Some(match &self.audience {
+            Some(audience) => auth.with_audience(audience),
+            None => auth,
+        }))
+    }
+}
+
+/// `[control]`: who may call the control API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ControlSettings {
+    /// Access keys (bearer tokens signed HS256 with one are accepted).
+    pub(crate) access_keys: Vec<Secret>,
+    /// SHA-256 (hex) of the API keys accepted in `X-API-Key`.
+    pub(crate) api_key_sha256: Vec<String>,
+    /// Requests without credentials are let in.
+    pub(crate) anonymous: bool,
+    /// Failed authentications a minute per address before 429; 0 for no limit.
+    pub(crate) auth_failures: u32,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        Self {
+            access_keys: Vec::new(),
+            api_key_sha256: Vec::new(),
+            anonymous: false,
+            auth_failures: hubcast_control::DEFAULT_FREE_FAILURES,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct FileConfig {
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     admin_listen: SocketAddr,
     node_id: String,
     #[serde(with = "humantime_serde")]
@@ -41,7 +215,13 @@ struct FileConfig {
     #[serde(with = "humantime_serde")]
     drain_window: Duration,
     allowed_origins: Vec<String>,
+    web_root: PathBuf,
+    log_format: LogFormat,
     server: ServerLimits,
+    backplane: BackplaneSettings,
+    history: HistorySettings,
+    auth: AuthSettings,
+    control: ControlSettings,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
     upstreams: Vec<UpstreamOptions>,
@@ -50,13 +230,19 @@ struct FileConfig {
 impl Default for FileConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: None,
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             node_id: String::new(),
             shutdown_grace: Duration::from_secs(10),
             drain_window: Duration::ZERO,
             allowed_origins: Vec::new(),
+            web_root: PathBuf::from("web"),
+            log_format: LogFormat::Text,
             server: ServerLimits::default(),
+            backplane: BackplaneSettings::default(),
+            history: HistorySettings::default(),
+            auth: AuthSettings::default(),
+            control: ControlSettings::default(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
             upstreams: Vec::new(),
@@ -64,20 +250,38 @@ impl Default for FileConfig {
     }
 }
 
-/// The merged configuration of a node.
+/// Where `hubcast serve` listens unless told otherwise.
+const SERVE_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+/// Where `hubcast control` listens unless told otherwise.
+const CONTROL_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
+
+/// The merged configuration of a process.
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) listen: SocketAddr,
+    /// `None` until a command applies its own default (8080 for `serve`, 8081 for `control`).
+    listen: Option<SocketAddr>,
     pub(crate) admin_listen: SocketAddr,
     pub(crate) node_id: Option<String>,
     pub(crate) shutdown_grace: Duration,
     /// On shutdown, connections are closed spread over this window (within the grace period).
     pub(crate) drain_window: Duration,
     pub(crate) allowed_origins: Vec<String>,
+    /// The chat page's directory.
+    pub(crate) web_root: PathBuf,
+    pub(crate) log_format: LogFormat,
     /// The client listener's limits (timeouts, connection caps, header size).
     pub(crate) server: ServerLimits,
+    pub(crate) backplane: BackplaneSettings,
+    pub(crate) history: HistorySettings,
+    pub(crate) auth: AuthSettings,
+    pub(crate) control: ControlSettings,
     /// Upstream hubs: methods and connection events go to an HTTP backend.
     pub(crate) upstreams: Vec<UpstreamOptions>,
+    /// Mount the test hubs (`serve --conformance`).
+    #[cfg(feature = "conformance")]
+    pub(crate) conformance: bool,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
 }
@@ -106,8 +310,16 @@ impl Config {
             shutdown_grace: parsed.shutdown_grace,
             drain_window: parsed.drain_window,
             allowed_origins: parsed.allowed_origins,
+            web_root: parsed.web_root,
+            log_format: parsed.log_format,
             server: parsed.server,
+            backplane: parsed.backplane,
+            history: parsed.history,
+            auth: parsed.auth,
+            control: parsed.control,
             upstreams: parsed.upstreams,
+            #[cfg(feature = "conformance")]
+            conformance: false,
             hub,
             hubs: parsed.hubs,
         };
@@ -116,6 +328,165 @@ impl Config {
             config.hub_options(name)?;
         }
         Ok(config)
+    }
+
+    /// The client (or control API) listener's address.
+    pub(crate) fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or(SERVE_LISTEN)
+    }
+
+    /// Lays `hubcast serve`'s flags and environment over the file.
+    pub(crate) fn apply_serve(&mut self, args: &ServeArgs) {
+        set(&mut self.listen, args.listen.map(Some));
+        set(&mut self.admin_listen, args.admin_listen);
+        set(&mut self.node_id, args.node_id.clone().map(Some));
+        set(&mut self.drain_window, args.drain_window.map(Into::into));
+        set(&mut self.allowed_origins, args.allowed_origins.clone());
+        set(&mut self.web_root, args.web_root.clone());
+        set(&mut self.log_format, args.log_format);
+        set(&mut self.history.url, args.history.clone());
+        set(
+            &mut self.history.password,
+            args.history_password.clone().map(|p| Some(Secret(p))),
+        );
+        set(
+            &mut self.auth.jwt_secret,
+            args.jwt_secret.clone().map(|s| Some(Secret(s))),
+        );
+        set(
+            &mut self.auth.jwt_public_key,
+            args.jwt_public_key.clone().map(Some),
+        );
+        set(&mut self.auth.jwks, args.jwks.clone().map(Some));
+        set(&mut self.auth.issuer, args.jwt_issuer.clone().map(Some));
+        set(&mut self.auth.audience, args.jwt_audience.clone().map(Some));
+        set(
+            &mut self.auth.user_claims,
+            args.jwt_user_claim.clone().map(Some),
+        );
+        set(
+            &mut self.auth.session_secret,
+            args.session_secret.clone().map(|s| Some(Secret(s))),
+        );
+        self.auth.dev_login |= args.dev_auth;
+        #[cfg(feature = "conformance")]
+        {
+            self.conformance = args.conformance;
+        }
+        self.apply_shared(&args.backplane, &args.control);
+    }
+
+    /// Lays `hubcast control`'s flags and environment over the file.
+    pub(crate) fn apply_control(&mut self, args: &ControlArgs) {
+        self.listen = args.listen.or(self.listen).or(Some(CONTROL_LISTEN));
+        set(&mut self.admin_listen, args.admin_listen);
+        set(&mut self.log_format, args.log_format);
+        set(
+            &mut self.auth.jwt_secret,
+            args.jwt_secret.clone().map(|s| Some(Secret(s))),
+        );
+        set(&mut self.auth.issuer, args.jwt_issuer.clone().map(Some));
+        set(&mut self.auth.audience, args.jwt_audience.clone().map(Some));
+        self.apply_shared(&args.backplane, &args.control);
+    }
+
+    fn apply_shared(
+        &mut self,
+        backplane: &crate::cli::BackplaneArgs,
+        control: &crate::cli::ControlAccess,
+    ) {
+        set(&mut self.backplane.url, backplane.backplane.clone());
+        set(
+            &mut self.backplane.prefix,
+            backplane.backplane_prefix.clone(),
+        );
+        set(
+            &mut self.backplane.node_ttl,
+            backplane.node_ttl.map(Into::into),
+        );
+        set(
+            &mut self.backplane.username,
+            backplane.backplane_username.clone().map(Some),
+        );
+        set(
+            &mut self.backplane.password,
+            backplane
+                .backplane_password
+                .clone()
+                .map(|p| Some(Secret(p))),
+        );
+        if !control.access_key.is_empty() {
+            self.control.access_keys = control.access_key.iter().cloned().map(Secret).collect();
+        }
+        if !control.api_key_sha256.is_empty() {
+            self.control
+                .api_key_sha256
+                .clone_from(&control.api_key_sha256);
+        }
+        self.control.anonymous |= control.control_anonymous;
+        set(
+            &mut self.control.auth_failures,
+            control.control_auth_failures,
+        );
+    }
+
+    /// Checks every setting that can be checked without connecting anywhere: the drain fits the grace,
+    /// `[hubs.<name>]` names a hub that exists, the backplane and history URLs parse, the key files
+    /// read and parse, the API-key hashes are hex.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let setting = |message: String| Err(ConfigError::Setting(message));
+        if self.drain_window > self.shutdown_grace {
+            return setting(format!(
+                "drain_window ({}) is longer than shutdown_grace ({}): connections left after the \
+                 grace would be cut without their Close",
+                humantime::format_duration(self.drain_window),
+                humantime::format_duration(self.shutdown_grace)
+            ));
+        }
+        for name in self.hubs.keys() {
+            let known = BUILT_IN_HUBS.contains(&name.as_str())
+                || self.upstreams.iter().any(|u| &u.hub == name);
+            if !known {
+                let mut hubs: Vec<&str> = BUILT_IN_HUBS.to_vec();
+                hubs.extend(self.upstreams.iter().map(|u| u.hub.as_str()));
+                return setting(format!(
+                    "[hubs.{name}] names no hub (the hubs are: {})",
+                    hubs.join(", ")
+                ));
+            }
+        }
+        if self.backplane.url != "memory" {
+            self.redis()
+                .validate()
+                .map_err(|e| ConfigError::Setting(format!("backplane: {e}")))?;
+        }
+        let history = &self.history.url;
+        if history != "none" && !history.starts_with("sqlite:") {
+            hubcast_chat::PostgresStore::check(history).map_err(|e| {
+                ConfigError::Setting(format!(
+                    "history: expected sqlite:PATH, postgres://… or none: {e}"
+                ))
+            })?;
+        }
+        self.auth.validator(None)?;
+        for hash in &self.control.api_key_sha256 {
+            hubcast_control::ControlAuth::default()
+                .with_api_key_sha256(hash)
+                .map_err(|e| ConfigError::Setting(format!("control.api_key_sha256: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The Redis backplane's configuration.
+    pub(crate) fn redis(&self) -> hubcast_backplane_redis::RedisConfig {
+        let backplane = &self.backplane;
+        hubcast_backplane_redis::RedisConfig {
+            prefix: backplane.prefix.clone(),
+            node_ttl: backplane.node_ttl,
+            username: backplane.username.clone(),
+            password: backplane.password.as_ref().map(|p| p.expose().to_owned()),
+            ..hubcast_backplane_redis::RedisConfig::new(&backplane.url)
+        }
     }
 
     /// The options of the hub named `name`: `[hub]`, then `[hubs.<name>]` over it.
@@ -134,6 +505,13 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Hub(format!("{}: {e}", section(name))))?;
         Ok(options)
+    }
+}
+
+/// Replaces `value` with a flag's or variable's, when one was given.
+fn set<T>(value: &mut T, given: Option<T>) {
+    if let Some(given) = given {
+        *value = given;
     }
 }
 
@@ -171,9 +549,16 @@ mod tests {
     fn the_default_file_is_the_defaults() {
         let config = Config::load(Some(DEFAULT_CONFIG), &HashMap::new()).unwrap();
         assert_eq!(config.hub_options("chat").unwrap(), HubOptions::default());
-        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.listen(), "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.backplane, BackplaneSettings::default());
+        assert_eq!(config.history, HistorySettings::default());
+        assert_eq!(config.auth, AuthSettings::default());
+        assert_eq!(config.control, ControlSettings::default());
+        assert_eq!(config.web_root, PathBuf::from("web"));
+        assert_eq!(config.log_format, LogFormat::Text);
+        config.validate().unwrap();
         let empty = Config::load(None, &HashMap::new()).unwrap();
         assert_eq!(empty.hub_options("x").unwrap(), HubOptions::default());
     }
@@ -234,5 +619,100 @@ mod tests {
             "soon".to_owned(),
         )]);
         assert!(Config::load(None, &env).is_err());
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(flags);
+        ServeArgs::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn every_setting_has_a_file_key_and_flags_win() {
+        let file = r#"
+            web_root = "/srv/web"
+            log_format = "json"
+            [backplane]
+            url = "redis://127.0.0.1:6379"
+            prefix = "blue"
+            password = "p/a+s=s#"
+            [history]
+            url = "postgres://app@db:5432/chat"
+            password = "secret"
+            [auth]
+            jwt_secret = "0123456789abcdef0123456789abcdef"
+            issuer = "https://idp"
+            audience = "hubcast"
+            [control]
+            access_keys = ["k1"]
+            auth_failures = 3
+        "#;
+        let mut config = Config::load(Some(file), &HashMap::new()).unwrap();
+        config.apply_serve(&serve_args(&[
+            "--backplane-prefix",
+            "green",
+            "--listen",
+            "127.0.0.1:1",
+        ]));
+        config.validate().unwrap();
+        assert_eq!(config.web_root, PathBuf::from("/srv/web"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.backplane.prefix, "green");
+        assert_eq!(config.listen(), "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.redis().password.as_deref(), Some("p/a+s=s#"));
+        assert_eq!(config.control.auth_failures, 3);
+        assert_eq!(config.auth.issuer.as_deref(), Some("https://idp"));
+        assert!(config.auth.validator(None).unwrap().is_some());
+        // Secrets never show in a debug print.
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("p/a+s=s#") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn validation_refuses_what_serve_would_refuse() {
+        let refused = |file: &str, expected: &str| {
+            let config = Config::load(Some(file), &HashMap::new()).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{file}: {error}");
+        };
+        refused(
+            "shutdown_grace = \"5s\"\ndrain_window = \"10s\"",
+            "drain_window",
+        );
+        refused(
+            "[hubs.chta]\nenable_detailed_errors = true",
+            "[hubs.chta] names no hub",
+        );
+        refused("[backplane]\nurl = \"redis+nope://x\"", "backplane");
+        refused(
+            "[backplane]\nurl = \"redis://h:1\"\nnode_ttl = \"100ms\"",
+            "node TTL",
+        );
+        refused(
+            "[backplane]\nurl = \"redis://:a@h:1\"\npassword = \"b\"",
+            "one place",
+        );
+        refused("[history]\nurl = \"mysql://x\"", "history");
+        refused(
+            "[auth]\njwks = \"/nonexistent/jwks.json\"",
+            "/nonexistent/jwks.json",
+        );
+        refused("[control]\napi_key_sha256 = [\"zz\"]", "api_key_sha256");
+        // An upstream hub may be configured by name.
+        let upstream = r#"
+            [[upstreams]]
+            hub = "orders"
+            url = "http://backend/{hub}/{category}/{event}"
+            [hubs.orders]
+            enable_detailed_errors = true
+        "#;
+        Config::load(Some(upstream), &HashMap::new())
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 }

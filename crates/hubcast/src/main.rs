@@ -15,17 +15,16 @@ use anyhow::Context as _;
 use clap::Parser;
 use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
 use hubcast_control::{ControlApi, ControlAuth};
-use hubcast_gateway::auth::JwtAuth;
 use hubcast_gateway::{GatewayBuilder, HubOptions};
+use hubcast_http::HttpMetrics;
 use hubcast_http::admin::{self, Readiness};
-use hubcast_http::{HttpMetrics, ServerLimits};
 use hubcast_sessions::SessionCookies;
 use hubcast_upstream::{UpstreamMetrics, upstream_hub};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, ControlAccess, ControlArgs, LogFormat, ServeArgs};
+use cli::{Cli, Command, ControlArgs, LogFormat, ServeArgs};
 use config::{Config, DEFAULT_CONFIG};
 
 fn main() -> ExitCode {
@@ -38,7 +37,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Serve(args) => serve(*args, &env),
-        Command::Control(args) => control(*args),
+        Command::Control(args) => control(*args, &env),
         Command::Chat(args) => chat(*args),
     };
     match result {
@@ -53,9 +52,20 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    Config::load(Some(&text), env)?;
+    let mut config = Config::load(Some(&text), env)?;
+    // The environment as `serve` reads it (clap takes the HUBCAST_* variables); no flags.
+    config.apply_serve(&ServeArgs::try_parse_from(["serve"])?);
+    config.validate()?;
     println!("{}: ok", file.display());
     Ok(())
+}
+
+/// The configuration file named by `--config`, if any.
+fn read_file(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    })
+    .transpose()
 }
 
 /// Standard error that never fails: a closed or broken stderr (the reader of a pipe went away) must not
@@ -89,82 +99,106 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    let file = args
-        .config
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-        })
-        .transpose()?;
-    let config = Config::load(file.as_deref(), env)?;
+    let mut config = Config::load(read_file(args.config.as_deref())?.as_deref(), env)?;
+    config.apply_serve(&args);
+    config.validate()?;
+    init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(args, config))
+    runtime.block_on(run(config))
 }
 
-async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
-    let listen = args.listen.unwrap_or(config.listen);
-    let admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
-    let node_id = args
-        .node_id
-        .clone()
-        .or(config.node_id.clone())
-        .unwrap_or_else(default_node_id);
-
+/// `hubcast serve`: a gateway node, in named steps.
+async fn run(config: Config) -> anyhow::Result<()> {
+    let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
     let registry = process_registry();
     let http_metrics = HttpMetrics::new();
     http_metrics.register(&registry)?;
-    let chosen = backplane::choose(&args.backplane).await?;
+    let chosen = backplane::choose(&config).await?;
     if let Some(redis) = &chosen.redis {
         redis.register_metrics(&registry)?;
     }
-    if chosen.redis.is_some() && args.history.starts_with("sqlite:") {
+    let gateway = build_gateway(&config, &chosen, &registry, http_metrics.clone()).await?;
+    let listener = bind(config.listen()).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
+    // scraped until the process is about to exit.
+    let readiness = Readiness::default();
+    let admin = Admin::start(admin_listener, readiness.clone(), registry, http_metrics);
+    let shutdown = CancellationToken::new();
+    stop_on_signal(shutdown.clone(), readiness.clone());
+    readiness.set(true);
+    tracing::info!(
+        node_id = %node_id,
+        node_tag = chosen.backplane.node_tag().unwrap_or("-"),
+        admin = %admin_addr,
+        "listening on {}",
+        listener.local_addr()?
+    );
+    gateway
+        .with_drain_window(config.drain_window)
+        .serve(listener, shutdown, config.shutdown_grace)
+        .await;
+    if let Some(redis) = &chosen.redis
+        && let Err(error) = redis.leave().await
+    {
+        tracing::warn!(%error, "could not remove this node's presence; other nodes will sweep it");
+    }
+    admin.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The gateway of `hubcast serve`: authentication and sessions, the chat hub, the upstream hubs, the
+/// control API at `/api`, the chat page, and (with `--conformance`) the test hubs.
+async fn build_gateway(
+    config: &Config,
+    chosen: &backplane::Chosen,
+    registry: &Registry,
+    http_metrics: HttpMetrics,
+) -> anyhow::Result<hubcast_gateway::Gateway> {
+    if chosen.redis.is_some() && config.history.url.starts_with("sqlite:") {
         tracing::warn!(
             "the chat history is a SQLite file of this node: with several nodes use \
              --history postgres://… so every node shares it"
         );
     }
-    let origins = args
-        .allowed_origins
-        .clone()
-        .unwrap_or_else(|| config.allowed_origins.clone());
     let mut builder = GatewayBuilder::new(chosen.backplane.clone())
         .rate_limiter(chosen.limiter.clone())
         .server_limits(config.server.clone())
-        .http_metrics(http_metrics.clone())
-        .allowed_origins(origins);
+        .http_metrics(http_metrics)
+        .allowed_origins(config.allowed_origins.clone());
     // Without any key configured: dev mode, with a secret made up for this process.
-    let key_configured =
-        args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
+    let auth = &config.auth;
     let random = hubcast_protocol::ids::random_id()?.into_bytes();
-    let secret = match &args.jwt_secret {
-        Some(secret) => Some(secret.clone().into_bytes()),
-        None if !key_configured => Some(random.clone()),
+    let secret = match &auth.jwt_secret {
+        Some(secret) => Some(secret.expose().as_bytes().to_vec()),
+        None if !auth.key_configured() => Some(random.clone()),
         None => None,
     };
-    if !key_configured {
+    if !auth.key_configured() {
         tracing::warn!(
             "DEV MODE: no token key is configured (--jwt-secret, --jwt-public-key or --jwks), so anyone \
              can sign in as anyone at POST /auth/dev-login and tokens are signed with a random secret of \
              this process. Do not expose this node."
         );
     }
-    let bearer = authentication(&args, secret.as_deref())?.map(Arc::new);
-    if let Some(auth) = &bearer {
-        builder = builder.authentication(auth.clone());
+    let bearer = auth.validator(secret.as_deref())?.map(Arc::new);
+    if let Some(bearer) = &bearer {
+        builder = builder.authentication(bearer.clone());
     }
-    let session_secret = args
+    let session_secret = auth
         .session_secret
-        .clone()
-        .map(String::into_bytes)
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec())
         .or_else(|| secret.clone())
         .unwrap_or(random);
     let sessions = SessionCookies::new(&session_secret, Duration::from_secs(24 * 3600))
         .with_revocations(chosen.revocations.clone());
-    let sessions = Arc::new(if !key_configured || args.dev_auth {
+    let sessions = Arc::new(if !auth.key_configured() || auth.dev_login {
         sessions.with_dev_login()
     } else {
         sessions
@@ -176,11 +210,11 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         require_authentication: true,
         ..config.hub_options("chat")?
     };
-    let chat = Chat::new(history(&args.history, args.history_password.as_deref()).await?);
-    chat.register_metrics(&registry)?;
+    let chat = Chat::new(history(config).await?);
+    chat.register_metrics(registry)?;
     builder = builder.hub("/hubs/chat", chat_hub(chat), chat_options);
     let upstream_metrics = UpstreamMetrics::new();
-    upstream_metrics.register(&registry)?;
+    upstream_metrics.register(registry)?;
     for upstream in &config.upstreams {
         let path = upstream
             .path
@@ -193,13 +227,13 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             options,
         );
     }
-    let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
-    let api = control_api(&chosen, &args.control, secret.as_deref(), token_claims)?;
-    api.register_metrics(&registry)?;
-    builder = builder.route("/api/", api.route_handler());
-    builder = builder.fallback(web::page(args.web_root.clone()));
+    let api = control_api(chosen, config, secret.as_deref())?;
+    api.register_metrics(registry)?;
+    builder = builder
+        .route("/api/", api.route_handler())
+        .fallback(web::page(config.web_root.clone()));
     #[cfg(feature = "conformance")]
-    let test_hub = if args.conformance {
+    let test_hub = if config.conformance {
         let (mounted, handle) =
             hubcast_test_support::conformance::mount(builder, &config.hub_options("TestHub")?)?;
         builder = mounted;
@@ -208,85 +242,74 @@ async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         None
     };
     let gateway = builder.build().await?;
-    gateway.register_metrics(&registry)?;
+    gateway.register_metrics(registry)?;
     #[cfg(feature = "conformance")]
     if let (Some(handle), Some(context)) = (test_hub, gateway.hub_context("TestHub")) {
         let _ = handle.set(context);
     }
-
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let admin_listener = TcpListener::bind(admin_listen)
-        .await
-        .with_context(|| format!("binding {admin_listen}"))?;
-    let admin_addr = admin_listener.local_addr().unwrap_or(admin_listen);
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::default();
-    // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
-    // scraped until the process is about to exit.
-    let admin_shutdown = CancellationToken::new();
-    let admin_metrics = http_metrics.clone();
-    let admin_readiness = readiness.clone();
-    let admin_stop = admin_shutdown.clone();
-    tokio::spawn(async move {
-        admin::serve(
-            admin_listener,
-            admin_readiness,
-            registry,
-            &admin_metrics,
-            admin_stop,
-        )
-        .await;
-    });
-    let signal = shutdown_signal();
-    readiness.set(true);
-    tracing::info!(
-        node_id = %node_id,
-        node_tag = chosen.backplane.node_tag().unwrap_or("-"),
-        admin = %admin_addr,
-        "listening on {}",
-        listener.local_addr().unwrap_or(listen)
-    );
-
-    let signals = shutdown.clone();
-    let ready = readiness.clone();
-    tokio::spawn(async move {
-        signal.await;
-        ready.set(false);
-        signals.cancel();
-        tracing::info!("shutting down");
-    });
-    gateway
-        .with_drain_window(args.drain_window.map_or(config.drain_window, Into::into))
-        .serve(listener, shutdown, config.shutdown_grace)
-        .await;
-    if let Some(redis) = &chosen.redis
-        && let Err(error) = redis.leave().await
-    {
-        tracing::warn!(%error, "could not remove this node's presence; other nodes will sweep it");
-    }
-    admin_shutdown.cancel();
-    tracing::info!("stopped");
-    Ok(())
+    Ok(gateway)
 }
 
-/// The control API over the node's backplane, with the credentials the flags name; `token_key` signs the
-/// client tokens of `:generateToken`, which carry the gateways' required `(iss, aud)`.
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// The admin listener's task: `/live`, `/ready`, `/metrics` until [`Admin::stop`].
+struct Admin {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Admin {
+    fn start(
+        listener: TcpListener,
+        readiness: Readiness,
+        registry: Registry,
+        metrics: HttpMetrics,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            admin::serve(listener, readiness, registry, &metrics, stopping).await;
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// On SIGTERM or SIGINT: not ready any more, then `shutdown`.
+fn stop_on_signal(shutdown: CancellationToken, readiness: Readiness) {
+    let signal = shutdown_signal();
+    tokio::spawn(async move {
+        signal.await;
+        readiness.set(false);
+        shutdown.cancel();
+        tracing::info!("shutting down");
+    });
+}
+
+/// The control API over the node's backplane, with the credentials of `[control]`; `token_key` signs
+/// the client tokens of `:generateToken`, which carry the gateways' required `iss` and `aud`.
 fn control_api(
     chosen: &backplane::Chosen,
-    access: &ControlAccess,
+    config: &Config,
     token_key: Option<&[u8]>,
-    (issuer, audience): (Option<String>, Option<String>),
 ) -> anyhow::Result<Arc<ControlApi>> {
+    let access = &config.control;
     let mut auth = ControlAuth::default();
-    for key in &access.access_key {
-        auth = auth.with_access_key(key.as_bytes());
+    for key in &access.access_keys {
+        auth = auth.with_access_key(key.expose().as_bytes());
     }
     for hash in &access.api_key_sha256 {
         auth = auth.with_api_key_sha256(hash)?;
     }
-    if access.control_anonymous {
+    if access.anonymous {
         auth = auth.allow_anonymous();
     }
     if !auth.is_configured() {
@@ -295,15 +318,14 @@ fn control_api(
         );
     }
     let api = ControlApi::new(chosen.backplane.clone(), auth)
-        .with_token_claims(issuer, audience)
-        .with_failure_budget(access.control_auth_failures);
+        .with_token_claims(config.auth.issuer.clone(), config.auth.audience.clone())
+        .with_failure_budget(access.auth_failures);
     Ok(Arc::new(match token_key {
         Some(key) => api.with_token_key(key),
         None => api,
     }))
 }
 
-/// `hubcast control`: the control API alone, over Redis.
 /// `hubcast chat`: logs only warnings (its output is the conversation).
 fn chat(args: chat_client::ChatArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -317,65 +339,67 @@ fn chat(args: chat_client::ChatArgs) -> anyhow::Result<()> {
         .block_on(chat_client::run(args))
 }
 
-fn control(args: ControlArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+fn control(args: ControlArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let mut config = Config::load(read_file(args.config.as_deref())?.as_deref(), env)?;
+    config.apply_control(&args);
+    config.validate()?;
+    if config.backplane.url == "memory" {
+        anyhow::bail!(
+            "hubcast control needs a shared backplane: --backplane redis://… (the same as the nodes')"
+        );
+    }
+    init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        if args.backplane.backplane == "memory" {
-            anyhow::bail!(
-                "hubcast control needs a shared backplane: --backplane redis://… (the same as the nodes')"
-            );
-        }
-        let registry = process_registry();
-        let http_metrics = HttpMetrics::new();
-        http_metrics.register(&registry)?;
-        let chosen = backplane::choose(&args.backplane).await?;
-        if let Some(redis) = &chosen.redis {
-            redis.register_metrics(&registry)?;
-        }
-        let token_key = args.jwt_secret.as_deref().map(str::as_bytes);
-        let token_claims = (args.jwt_issuer.clone(), args.jwt_audience.clone());
-        let api = control_api(&chosen, &args.control, token_key, token_claims)?;
-        api.register_metrics(&registry)?;
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        let admin_listener = TcpListener::bind(args.admin_listen)
-            .await
-            .with_context(|| format!("binding {}", args.admin_listen))?;
-        let signal = shutdown_signal();
-        tracing::info!(
-            admin = %admin_listener.local_addr().unwrap_or(args.admin_listen),
-            "control API listening on {}",
-            listener.local_addr().unwrap_or(args.listen)
-        );
-        let readiness = Readiness::default();
-        readiness.set(true);
-        let (shutdown, admin_shutdown) = (CancellationToken::new(), CancellationToken::new());
-        let admin = tokio::spawn({
-            let (readiness, metrics, stop) =
-                (readiness.clone(), http_metrics.clone(), admin_shutdown.clone());
-            async move { admin::serve(admin_listener, readiness, registry, &metrics, stop).await }
-        });
-        let signals = shutdown.clone();
-        tokio::spawn(async move {
-            signal.await;
-            readiness.set(false);
-            signals.cancel();
-        });
-        api.serve(listener, &ServerLimits::default(), &http_metrics, shutdown)
-            .await;
-        admin_shutdown.cancel();
-        let _ = admin.await;
-        Ok(())
-    })
+    runtime.block_on(run_control(config))
 }
 
-/// The chat's message store, from `--history` (and `--history-password`).
-async fn history(spec: &str, password: Option<&str>) -> anyhow::Result<Arc<dyn MessageStore>> {
+/// `hubcast control`: the control API alone over Redis, with its own admin listener.
+async fn run_control(config: Config) -> anyhow::Result<()> {
+    let registry = process_registry();
+    let http_metrics = HttpMetrics::new();
+    http_metrics.register(&registry)?;
+    let chosen = backplane::choose(&config).await?;
+    if let Some(redis) = &chosen.redis {
+        redis.register_metrics(&registry)?;
+    }
+    let token_key = config
+        .auth
+        .jwt_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes());
+    let api = control_api(&chosen, &config, token_key)?;
+    api.register_metrics(&registry)?;
+    let listener = bind(config.listen()).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let readiness = Readiness::default();
+    let admin = Admin::start(
+        admin_listener,
+        readiness.clone(),
+        registry,
+        http_metrics.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    stop_on_signal(shutdown.clone(), readiness.clone());
+    readiness.set(true);
+    tracing::info!(
+        admin = %admin_addr,
+        "control API listening on {}",
+        listener.local_addr()?
+    );
+    api.serve(listener, &config.server, &http_metrics, shutdown)
+        .await;
+    admin.stop().await;
+    Ok(())
+}
+
+/// The chat's message store, from `[history]`.
+async fn history(config: &Config) -> anyhow::Result<Arc<dyn MessageStore>> {
+    let spec = config.history.url.as_str();
+    let password = config.history.password.as_ref().map(|p| p.expose());
     if spec == "none" {
         return Ok(Arc::new(NoStore::default()));
     }
@@ -392,33 +416,6 @@ async fn history(spec: &str, password: Option<&str>) -> anyhow::Result<Arc<dyn M
         ));
     }
     anyhow::bail!("unsupported --history '{spec}' (expected sqlite:PATH, postgres://… or none)")
-}
-
-/// The bearer-token validation the flags describe, if any.
-fn authentication(args: &ServeArgs, secret: Option<&[u8]>) -> anyhow::Result<Option<JwtAuth>> {
-    let auth = if let Some(path) = &args.jwks {
-        let json = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        JwtAuth::jwks(&json)?
-    } else if let Some(path) = &args.jwt_public_key {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        JwtAuth::public_key_pem(&pem)?
-    } else if let Some(secret) = secret {
-        JwtAuth::hmac(secret)
-    } else {
-        return Ok(None);
-    };
-    let auth = match &args.jwt_user_claim {
-        Some(claims) => auth.with_user_claims(claims.clone()),
-        None => auth,
-    };
-    let auth = match &args.jwt_issuer {
-        Some(issuer) => auth.with_issuer(issuer),
-        None => auth,
-    };
-    Ok(Some(match &args.jwt_audience {
-        Some(audience) => auth.with_audience(audience),
-        None => auth,
-    }))
 }
 
 /// The process's one metrics registry, with the process collector (CPU, memory, descriptors); every
