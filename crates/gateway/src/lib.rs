@@ -23,7 +23,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hubcast_backplane::Backplane;
-pub use hubcast_backplane::{BackplaneError, ConnectionId, GroupName, Member, Target, UserId};
+pub use hubcast_backplane::{
+    BackplaneError, BoxFuture, ConnectionId, GroupName, Member, Target, UserId,
+};
+/// What a hub's payloads use: .NET `DateTime`s, byte arrays, `Guid`s; the argument-list bound of sends.
+pub use hubcast_protocol::{ArgumentList, dotnet};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +72,14 @@ pub enum BuildError {
     /// Two endpoints share a path.
     #[error("path '{0}' is mapped twice")]
     DuplicatePath(String),
+    /// A hub's declaration is wrong (a setting for a method it does not declare, say).
+    #[error("hub at '{path}': {problem}")]
+    Hub {
+        /// The mapped path.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The backplane refused a hub.
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
@@ -217,6 +229,12 @@ impl GatewayBuilder {
             }
             let app = match app {
                 PendingApp::Hub(hub) => {
+                    if let Some(problem) = hub.problems().first() {
+                        return Err(BuildError::Hub {
+                            path,
+                            problem: problem.clone(),
+                        });
+                    }
                     let runtime = HubRuntime::start(
                         hub,
                         options.clone(),

@@ -397,3 +397,49 @@ async fn a_stalled_reader_is_closed_while_others_keep_receiving() {
     let (id, _) = completion(reader.next_non_ping(SECOND * 5).await);
     assert_eq!(id, "e");
 }
+
+/// A setting for a method the hub does not declare (a typo) stops the gateway from building, naming the
+/// method; a hub with a fallback may name undeclared methods (the fallback serves them).
+#[tokio::test]
+async fn settings_for_undeclared_methods_refuse_the_build() {
+    use hubcast_gateway::hub::{Context, Hub};
+    use hubcast_gateway::{BuildError, GatewayBuilder};
+    let backplane = || std::sync::Arc::new(hubcast_backplane::MemoryBackplane::new());
+    let typo = Hub::builder("typo", ())
+        .method("KickUser", |_: Context<()>, _: String| async { Ok(()) })
+        .require_roles("KikUser", &["admin"])
+        .rate_limit("KickUser", 1.0, 1.0)
+        .build();
+    let error = GatewayBuilder::new(backplane())
+        .hub("/typo", typo, HubOptions::default())
+        .build()
+        .await
+        .err()
+        .expect("a typo refuses the build");
+    assert!(matches!(&error, BuildError::Hub { path, .. } if path == "/typo"));
+    assert!(error.to_string().contains("'kikuser'"), "{error}");
+    let rate = Hub::builder("rate", ())
+        .rate_limit("Nothing", 1.0, 1.0)
+        .build();
+    let error = GatewayBuilder::new(backplane())
+        .hub("/rate", rate, HubOptions::default())
+        .build()
+        .await
+        .err()
+        .expect("an undeclared rate limit refuses the build");
+    assert!(
+        error.to_string().contains("rate_limit names 'nothing'"),
+        "{error}"
+    );
+    let served = Hub::builder("served", ())
+        .fallback(|_: Context<()>, _, _| async { Ok(serde_json::Value::Null) })
+        .require_roles("Anything", &["admin"])
+        .build();
+    assert!(
+        GatewayBuilder::new(backplane())
+            .hub("/served", served, HubOptions::default())
+            .build()
+            .await
+            .is_ok()
+    );
+}

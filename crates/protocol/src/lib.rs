@@ -54,4 +54,4 @@ pub use naming::NamingPolicy;
 pub use negotiate::{NegotiateRequest, NegotiateResponse, Transport};
 pub use outgoing::{SerializedMessage, encode_message, ping};
 pub use reader::{MessageReader, decode_all};
-pub use value::{Arguments, EncodeValue, Protocol, RawValue, TransferFormat};
+pub use value::{ArgumentList, Arguments, EncodeValue, Protocol, RawValue, TransferFormat};

@@ -289,3 +289,46 @@ mod tests {
         assert!(RawValue::new(Protocol::MessagePack, Bytes::from_static(&[0xc0])).is_null());
     }
 }
+
+/// The argument list of an invocation: a tuple (one element per argument), `()`, or an array, `Vec` or
+/// slice of one type. Only list-shaped values qualify, so a single argument cannot be sent by mistake as
+/// the whole list (`&text` where `&(text,)` was meant): that does not compile.
+///
+/// ```
+/// fn send<A: hubcast_protocol::ArgumentList + ?Sized>(_: &A) {}
+/// send(&("ann", "hello"));
+/// send(&("just one",));
+/// send(&());
+/// send(&["a", "b"]);
+/// ```
+///
+/// ```compile_fail
+/// fn send<A: hubcast_protocol::ArgumentList + ?Sized>(_: &A) {}
+/// send(&"just one"); // a string is one argument, not a list of them
+/// ```
+pub trait ArgumentList: serde::Serialize {}
+
+impl ArgumentList for () {}
+impl<T: serde::Serialize> ArgumentList for [T] {}
+impl<T, const N: usize> ArgumentList for [T; N] where [T; N]: serde::Serialize {}
+impl<T: serde::Serialize> ArgumentList for Vec<T> {}
+impl<A: ArgumentList + ?Sized> ArgumentList for &A {}
+
+macro_rules! argument_tuples {
+    ($(($($name:ident),+)),+) => {
+        $(impl<$($name: serde::Serialize),+> ArgumentList for ($($name,)+) {})+
+    };
+}
+
+argument_tuples!(
+    (A),
+    (A, B),
+    (A, B, C),
+    (A, B, C, D),
+    (A, B, C, D, E),
+    (A, B, C, D, E, F),
+    (A, B, C, D, E, F, G),
+    (A, B, C, D, E, F, G, H),
+    (A, B, C, D, E, F, G, H, I),
+    (A, B, C, D, E, F, G, H, I, J)
+);

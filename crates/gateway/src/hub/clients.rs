@@ -9,7 +9,7 @@ use hubcast_backplane::{
     BackplaneError, ClientInvocation, ConnectionId, GroupAction, GroupCommand, GroupName, Member,
     Outcome, Publish, RemoteError, SerializedMessage, Target, UserId,
 };
-use hubcast_protocol::{HubMessage, Invocation, Protocol, encode_message};
+use hubcast_protocol::{ArgumentList, HubMessage, Invocation, Protocol, encode_message};
 use serde::Serialize;
 
 use super::context::InvocationScope;
@@ -271,9 +271,10 @@ impl ClientProxy {
         Ok(SerializedMessage::from_encoded(json, msgpack))
     }
 
-    /// Invokes `method` with `args` (a tuple, one element per argument) on every recipient. The message
-    /// is encoded once per protocol the hub offers, whatever the number of recipients.
-    pub async fn send<A: Serialize + ?Sized>(
+    /// Invokes `method` with `args` (a tuple, one element per argument: `&(text,)` for one; see
+    /// [`ArgumentList`]) on every recipient. The message is encoded once per protocol the hub offers,
+    /// whatever the number of recipients.
+    pub async fn send<A: ArgumentList + ?Sized>(
         &self,
         method: &str,
         args: &A,
@@ -325,7 +326,7 @@ impl ClientProxy {
     pub async fn invoke<T, A>(&self, method: &str, args: &A) -> Result<T, ClientResultError>
     where
         T: serde::de::DeserializeOwned,
-        A: Serialize + ?Sized,
+        A: ArgumentList + ?Sized,
     {
         self.invoke_timeout(method, args, DEFAULT_CLIENT_RESULT_TIMEOUT)
             .await
@@ -340,7 +341,7 @@ impl ClientProxy {
     ) -> Result<T, ClientResultError>
     where
         T: serde::de::DeserializeOwned,
-        A: Serialize + ?Sized,
+        A: ArgumentList + ?Sized,
     {
         let Target::Connections(ids) = &self.target else {
             return Err(ClientResultError::NotSingleConnection);

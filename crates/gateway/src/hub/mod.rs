@@ -78,6 +78,9 @@ pub struct Hub<S> {
     on_disconnected: Option<Disconnected<S>>,
     /// Called for every method the hub does not declare.
     fallback: Option<Fallback<S>>,
+    /// What is wrong with the declaration (settings for methods it does not declare); the gateway
+    /// refuses to build with such a hub.
+    problems: Vec<String>,
 }
 
 impl<S: Send + Sync + 'static> Hub<S> {
@@ -93,6 +96,7 @@ impl<S: Send + Sync + 'static> Hub<S> {
                 on_connected: None,
                 on_disconnected: None,
                 fallback: None,
+                problems: Vec::new(),
             },
         }
     }
@@ -189,8 +193,30 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
         self
     }
 
-    /// Finishes the declaration.
-    pub fn build(self) -> Hub<S> {
+    /// Finishes the declaration. A `require_roles` or `rate_limit` naming a method the hub does not
+    /// declare (a typo) is recorded, and the gateway refuses to build with the hub
+    /// ([`BuildError::Hub`](crate::BuildError::Hub)). A hub with a [`fallback`](Self::fallback) may
+    /// name undeclared methods: the fallback serves them.
+    pub fn build(mut self) -> Hub<S> {
+        let hub = &mut self.hub;
+        if hub.fallback.is_none() {
+            let undeclared = |settings: &str, key: &String| {
+                (!hub.methods.contains_key(key))
+                    .then(|| format!("{settings} names '{key}', which the hub does not declare"))
+            };
+            let mut problems: Vec<String> = hub
+                .roles
+                .keys()
+                .filter_map(|key| undeclared("require_roles", key))
+                .chain(
+                    hub.rates
+                        .keys()
+                        .filter_map(|key| undeclared("rate_limit", key)),
+                )
+                .collect();
+            problems.sort();
+            hub.problems = problems;
+        }
         self.hub
     }
 }
@@ -198,6 +224,8 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
 /// What the runtime needs of a hub, with its state type erased.
 pub(crate) trait HubApp: Send + Sync + 'static {
     fn name(&self) -> &str;
+    /// What is wrong with the declaration, if anything.
+    fn problems(&self) -> &[String];
     /// `None` for an unknown method, else whether it streams. Methods are looked up by their lower-cased
     /// name (`key`), computed once per invocation.
     fn is_streaming(&self, key: &str) -> Option<bool>;
@@ -255,6 +283,10 @@ impl<S: Send + Sync + 'static> Hub<S> {
 impl<S: Send + Sync + 'static> HubApp for Hub<S> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     fn is_streaming(&self, key: &str) -> Option<bool> {
