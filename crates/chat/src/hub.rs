@@ -38,7 +38,7 @@ use hubcast_protocol::dotnet::DateTime;
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 
-use crate::store::{MessageStore, StoredMessage, direct_room, direct_users};
+use crate::store::{MessageStore, StoreError, StoredMessage, direct_room, direct_users};
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE: usize = 4000;
@@ -95,25 +95,6 @@ impl Chat {
         registry.register(Box::new(self.store_errors.clone()))
     }
 
-    /// A failed store operation, counted, logged (throttled, with the cause, never the message text)
-    /// and turned into the hub error the caller gets.
-    fn store_error(&self, operation: &'static str) -> impl Fn(crate::StoreError) -> HubError + '_ {
-        move |error| {
-            self.store_errors.with_label_values(&[operation]).inc();
-            if let Some(suppressed) = STORE_LOG.admit() {
-                tracing::warn!(operation, %error, suppressed, "the chat history store failed");
-            }
-            HubError::internal("StoreException", error.to_string())
-        }
-    }
-
-    fn stored(
-        &self,
-        result: Result<StoredMessage, crate::StoreError>,
-    ) -> Result<StoredMessage, HubError> {
-        result.map_err(self.store_error("append"))
-    }
-
     /// Whether a typing event of `name` is relayed: a stop always (and it forgets the user), a start at
     /// most every [`TYPING_EVERY`]. The map holds only users who started typing lately: once it has
     /// [`TYPING_PRUNE_AT`] entries, the stale ones are dropped.
@@ -160,12 +141,8 @@ fn is_admin(ctx: &Ctx) -> bool {
 
 /// Refuses sends of a muted user (mutes live in the store, so every node sharing it sees them).
 async fn check_not_muted(ctx: &Ctx) -> Result<(), HubError> {
-    let until = ctx
-        .state()
-        .store
-        .muted_until(&user(ctx))
-        .await
-        .map_err(ctx.state().store_error("muted_until"))?;
+    let name = user(ctx);
+    let until = store(ctx, "muted_until", |store| store.muted_until(&name)).await?;
     match until {
         Some(until) => Err(HubError::new(format!(
             "You are muted until {}.",
@@ -282,242 +259,311 @@ static STORE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
 /// The chat hub.
 pub fn chat_hub(chat: Chat) -> Hub<Chat> {
     Hub::builder("chat", chat)
-        .on_connected(|ctx: Ctx| async move {
-            if others_online(&ctx).await == Some(false) {
-                let name = user(&ctx);
-                ctx.clients()
-                    .all()
-                    .send(
-                        "ReceiveMessage",
-                        &("SYSTEM", format!("{name} joined"), now()),
-                    )
-                    .await?;
-            }
-            Ok(())
-        })
-        .on_disconnected(|ctx: Ctx, _error| async move {
-            if others_online(&ctx).await == Some(false) {
-                let name = user(&ctx);
-                let _ = ctx
-                    .clients()
-                    .all()
-                    .send("ReceiveMessage", &("SYSTEM", format!("{name} left"), now()))
-                    .await;
-            }
-        })
-        .method("SendMessage", |ctx: Ctx, message: String| async move {
-            check_message(&message)?;
-            check_not_muted(&ctx).await?;
-            ctx.clients()
-                .all()
-                .send("ReceiveMessage", &(user(&ctx), message, now()))
-                .await?;
-            Ok(())
-        })
-        .method("SetTyping", |ctx: Ctx, is_typing: bool| async move {
-            let name = user(&ctx);
-            let relay = ctx.state().typing_due(&name, is_typing);
-            if relay {
-                ctx.clients()
-                    .others()
-                    .send("Typing", &(name, is_typing))
-                    .await?;
-            }
-            Ok(())
-        })
-        .method("JoinRoom", |ctx: Ctx, room: String| async move {
-            let room = check_room(&room)?;
-            ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
-            let text = format!("{} joined {room}", user(&ctx));
-            ctx.clients()
-                .group(room.as_str())
-                .send("ReceiveMessage", &("SYSTEM", text, now()))
-                .await?;
-            Ok(())
-        })
-        .method("LeaveRoom", |ctx: Ctx, room: String| async move {
-            let room = check_room(&room)?;
-            ctx.groups()
-                .remove(ctx.connection_id(), room.as_str())
-                .await?;
-            let text = format!("{} left {room}", user(&ctx));
-            ctx.clients()
-                .group(room.as_str())
-                .send("ReceiveMessage", &("SYSTEM", text, now()))
-                .await?;
-            Ok(())
-        })
-        .method(
-            "SendToRoom",
-            |ctx: Ctx, room: String, message: String| async move {
-                let room = check_room(&room)?;
-                check_message(&message)?;
-                check_not_muted(&ctx).await?;
-                let name = user(&ctx);
-                // Stored before anyone hears of it: a completed send is durable.
-                let saved = ctx.state().stored(
-                    ctx.state()
-                        .store
-                        .append(&room, &name, &message, Utc::now())
-                        .await,
-                )?;
-                let mentioned = mentions(&message);
-                ctx.clients()
-                    .group(room.as_str())
-                    .send("ReceiveMessage", &(name.as_str(), message, saved.utc))
-                    .await?;
-                for target in mentioned {
-                    ctx.clients()
-                        .user(target)
-                        .send("Mentioned", &(name.as_str(), room.as_str(), saved.id))
-                        .await?;
-                }
-                Ok(())
-            },
-        )
-        .method(
-            "SendDirect",
-            |ctx: Ctx, to_user: String, message: String| async move {
-                check_recipient(&to_user)?;
-                check_message(&message)?;
-                check_not_muted(&ctx).await?;
-                let name = user(&ctx);
-                let conversation = direct_room(&name, &to_user);
-                let saved = ctx.state().stored(
-                    ctx.state()
-                        .store
-                        .append(&conversation, &name, &message, Utc::now())
-                        .await,
-                )?;
-                ctx.clients()
-                    .users_except(
-                        vec![to_user.into(), name.as_str().into()],
-                        vec![ctx.connection_id().clone()],
-                    )
-                    .send("ReceiveMessage", &(name, message, saved.utc))
-                    .await?;
-                Ok(())
-            },
-        )
-        .method("OnlineUsers", |ctx: Ctx| async move {
-            let online = ctx.clients().online_users().await.map_err(backplane_error)?;
-            Ok(online.into_iter().map(|(user, _)| user.to_string()).collect::<Vec<_>>())
-        })
-        .method(
-            "RecentMessages",
-            |ctx: Ctx, room: String, take: i64| async move {
-                let take = take.clamp(1, 200) as usize;
-                history(&ctx, &room, None, take).await
-            },
-        )
-        .method(
-            "RecentMessagesBefore",
-            |ctx: Ctx, room: String, before: i64, take: i64| async move {
-                let take = take.clamp(1, 200) as usize;
-                history(&ctx, &room, Some(before), take).await
-            },
-        )
-        .method("RoomMembers", |ctx: Ctx, room: String| async move {
-            let room = check_room(&room)?;
-            let group = GroupName::from(room);
-            let members = ctx.clients().group_members(&group).await.map_err(backplane_error)?;
-            let names: std::collections::BTreeSet<String> = members
-                .into_iter()
-                .map(|m| m.user.map_or_else(|| m.connection.to_string(), |u| u.to_string()))
-                .collect();
-            Ok(names.into_iter().collect::<Vec<_>>())
-        })
-        .method("UploadChunks", |ctx: Ctx, mut chunks: ClientStream<String>| async move {
-            use sha2::Digest;
-            let mut hasher = sha2::Sha256::new();
-            let mut total: u64 = 0;
-            while let Some(chunk) = chunks.recv().await {
-                let chunk = chunk?;
-                total += chunk.len() as u64;
-                if total > MAX_UPLOAD {
-                    return Err(HubError::new(format!("Uploads are limited to {MAX_UPLOAD} bytes.")));
-                }
-                hasher.update(chunk.as_bytes());
-                ctx.clients().caller().send("UploadProgress", &(total,)).await?;
-            }
-            let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            tracing::info!(target: "hubcast::audit", action = "upload", actor = %user(&ctx), bytes = total, %sha256);
-            Ok(Upload { bytes: total, sha256 })
-        })
+        .on_connected(announce_arrival)
+        .on_disconnected(announce_departure)
+        .method("SendMessage", send_message)
+        .method("SetTyping", set_typing)
+        .method("JoinRoom", join_room)
+        .method("LeaveRoom", leave_room)
+        .method("SendToRoom", send_to_room)
+        .method("SendDirect", send_direct)
+        .method("OnlineUsers", online_users)
+        .method("RecentMessages", recent_messages)
+        .method("RecentMessagesBefore", recent_messages_before)
+        .method("RoomMembers", room_members)
+        .method("UploadChunks", upload_chunks)
+        .stream("StreamTime", stream_time)
+        .method("MarkRead", mark_read)
+        .method("KickUser", kick_user)
+        .method("MuteUser", mute_user)
+        .method("DeleteMessage", delete_message)
         .rate_limit("SendMessage", 5.0, 10.0)
         .rate_limit("SendToRoom", 5.0, 10.0)
         .rate_limit("SendDirect", 5.0, 10.0)
-        .stream("StreamTime", |_: Ctx| async move {
-            let ticks = tokio::time::interval(Duration::from_secs(1));
-            Ok(futures_util::stream::unfold(ticks, |mut ticks| async move {
-                ticks.tick().await;
-                let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                Some((Ok::<_, HubError>(now), ticks))
-            }))
-        })
-        .method("MarkRead", |ctx: Ctx, room: String, message_id: i64| async move {
-            let room = check_room(&room)?;
-            // Receipts go to rooms the caller is in, not to any room it can name.
-            if !ctx.groups().contains_local(ctx.connection_id(), &GroupName::from(room.as_str())) {
-                return Err(HubError::new("Join the room first."));
-            }
-            ctx.clients()
-                .group(room.as_str())
-                .send("ReadReceipt", &(user(&ctx), room.as_str(), message_id))
-                .await?;
-            Ok(())
-        })
-        .method("KickUser", |ctx: Ctx, target: String| async move {
-            let kicked = hubcast_gateway::UserId::from(target.as_str());
-            let hub = ctx.hub_context();
-            // Counted on every node before closing (presence); when it is unavailable, 0.
-            let closed = hub.user_connections(&kicked).await.map_or(0, |c| c.len());
-            let reason = format!("You were removed by {}.", user(&ctx));
-            hub.close_user(&kicked, &reason).await.map_err(backplane_error)?;
-            tracing::info!(target: "hubcast::audit", action = "kick", actor = %user(&ctx), user = %target, connections = closed);
-            Ok(closed)
-        })
         .require_roles("KickUser", &[ADMIN])
-        .method("MuteUser", |ctx: Ctx, target: String, minutes: i64| async move {
-            let until = Utc::now() + chrono::Duration::minutes(minutes.clamp(0, 7 * 24 * 60));
-            ctx.state()
-                .store
-                .mute(&target, until)
-                .await
-                .map_err(ctx.state().store_error("mute"))?;
-            tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
-            Ok(())
-        })
         .require_roles("MuteUser", &[ADMIN])
-        .method("DeleteMessage", |ctx: Ctx, id: i64| async move {
-            let store = &ctx.state().store;
-            let found = store
-                .recent_by_id(id)
-                .await
-                .map_err(ctx.state().store_error("read"))?;
-            let Some(message) = found else {
-                return Err(HubError::new("No such message."));
-            };
-            if message.from_user != user(&ctx) && !is_admin(&ctx) {
-                return Err(HubError::new("Only the author or an admin can delete a message."));
-            }
-            store
-                .delete(id)
-                .await
-                .map_err(ctx.state().store_error("delete"))?;
-            tracing::info!(target: "hubcast::audit", action = "delete", actor = %user(&ctx), message_id = id, author = %message.from_user);
-            ctx.clients().all().send("MessageDeleted", &(id,)).await?;
-            Ok(())
-        })
         .build()
 }
 
+/// The first connection of a user announces it to all.
+async fn announce_arrival(ctx: Ctx) -> Result<(), HubError> {
+    if others_online(&ctx).await == Some(false) {
+        let text = format!("{} joined", user(&ctx));
+        ctx.clients()
+            .all()
+            .send("ReceiveMessage", &("SYSTEM", text, now()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The last connection of a user announces its departure to all.
+async fn announce_departure(ctx: Ctx, _error: Option<String>) {
+    if others_online(&ctx).await == Some(false) {
+        let text = format!("{} left", user(&ctx));
+        let _ = ctx
+            .clients()
+            .all()
+            .send("ReceiveMessage", &("SYSTEM", text, now()))
+            .await;
+    }
+}
+
+async fn send_message(ctx: Ctx, message: String) -> Result<(), HubError> {
+    check_message(&message)?;
+    check_not_muted(&ctx).await?;
+    ctx.clients()
+        .all()
+        .send("ReceiveMessage", &(user(&ctx), message, now()))
+        .await?;
+    Ok(())
+}
+
+async fn set_typing(ctx: Ctx, is_typing: bool) -> Result<(), HubError> {
+    let name = user(&ctx);
+    if ctx.state().typing_due(&name, is_typing) {
+        ctx.clients()
+            .others()
+            .send("Typing", &(name, is_typing))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn join_room(ctx: Ctx, room: String) -> Result<(), HubError> {
+    let room = check_room(&room)?;
+    ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
+    let text = format!("{} joined {room}", user(&ctx));
+    ctx.clients()
+        .group(room.as_str())
+        .send("ReceiveMessage", &("SYSTEM", text, now()))
+        .await?;
+    Ok(())
+}
+
+async fn leave_room(ctx: Ctx, room: String) -> Result<(), HubError> {
+    let room = check_room(&room)?;
+    ctx.groups()
+        .remove(ctx.connection_id(), room.as_str())
+        .await?;
+    let text = format!("{} left {room}", user(&ctx));
+    ctx.clients()
+        .group(room.as_str())
+        .send("ReceiveMessage", &("SYSTEM", text, now()))
+        .await?;
+    Ok(())
+}
+
+async fn send_to_room(ctx: Ctx, room: String, message: String) -> Result<(), HubError> {
+    let room = check_room(&room)?;
+    check_message(&message)?;
+    check_not_muted(&ctx).await?;
+    let name = user(&ctx);
+    // Stored before anyone hears of it: a completed send is durable.
+    let saved = store(&ctx, "append", |store| {
+        store.append(&room, &name, &message, Utc::now())
+    })
+    .await?;
+    let mentioned = mentions(&message);
+    ctx.clients()
+        .group(room.as_str())
+        .send("ReceiveMessage", &(name.as_str(), message, saved.utc))
+        .await?;
+    for target in mentioned {
+        ctx.clients()
+            .user(target)
+            .send("Mentioned", &(name.as_str(), room.as_str(), saved.id))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn send_direct(ctx: Ctx, to_user: String, message: String) -> Result<(), HubError> {
+    check_recipient(&to_user)?;
+    check_message(&message)?;
+    check_not_muted(&ctx).await?;
+    let name = user(&ctx);
+    let conversation = direct_room(&name, &to_user);
+    let saved = store(&ctx, "append", |store| {
+        store.append(&conversation, &name, &message, Utc::now())
+    })
+    .await?;
+    ctx.clients()
+        .users_except(
+            vec![to_user.into(), name.as_str().into()],
+            vec![ctx.connection_id().clone()],
+        )
+        .send("ReceiveMessage", &(name, message, saved.utc))
+        .await?;
+    Ok(())
+}
+
+async fn online_users(ctx: Ctx) -> Result<Vec<String>, HubError> {
+    let online = ctx
+        .clients()
+        .online_users()
+        .await
+        .map_err(backplane_error)?;
+    Ok(online
+        .into_iter()
+        .map(|(user, _)| user.to_string())
+        .collect())
+}
+
+async fn recent_messages(
+    ctx: Ctx,
+    room: String,
+    take: i64,
+) -> Result<Vec<StoredMessage>, HubError> {
+    history(&ctx, &room, None, take).await
+}
+
+async fn recent_messages_before(
+    ctx: Ctx,
+    room: String,
+    before: i64,
+    take: i64,
+) -> Result<Vec<StoredMessage>, HubError> {
+    history(&ctx, &room, Some(before), take).await
+}
+
+async fn room_members(ctx: Ctx, room: String) -> Result<Vec<String>, HubError> {
+    let group = GroupName::from(check_room(&room)?);
+    let members = ctx
+        .clients()
+        .group_members(&group)
+        .await
+        .map_err(backplane_error)?;
+    let names: std::collections::BTreeSet<String> = members
+        .into_iter()
+        .map(|m| {
+            m.user
+                .map_or_else(|| m.connection.to_string(), |u| u.to_string())
+        })
+        .collect();
+    Ok(names.into_iter().collect())
+}
+
+async fn upload_chunks(ctx: Ctx, mut chunks: ClientStream<String>) -> Result<Upload, HubError> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        total += chunk.len() as u64;
+        if total > MAX_UPLOAD {
+            return Err(HubError::new(format!(
+                "Uploads are limited to {MAX_UPLOAD} bytes."
+            )));
+        }
+        hasher.update(chunk.as_bytes());
+        ctx.clients()
+            .caller()
+            .send("UploadProgress", &(total,))
+            .await?;
+    }
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    tracing::info!(target: "hubcast::audit", action = "upload", actor = %user(&ctx), bytes = total, %sha256);
+    Ok(Upload {
+        bytes: total,
+        sha256,
+    })
+}
+
+async fn stream_time(
+    _: Ctx,
+) -> Result<impl futures_util::Stream<Item = Result<String, HubError>>, HubError> {
+    let ticks = tokio::time::interval(Duration::from_secs(1));
+    Ok(futures_util::stream::unfold(
+        ticks,
+        |mut ticks| async move {
+            ticks.tick().await;
+            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Some((Ok(now), ticks))
+        },
+    ))
+}
+
+async fn mark_read(ctx: Ctx, room: String, message_id: i64) -> Result<(), HubError> {
+    let room = check_room(&room)?;
+    // Receipts go to rooms the caller is in, not to any room it can name.
+    if !ctx
+        .groups()
+        .contains_local(ctx.connection_id(), &GroupName::from(room.as_str()))
+    {
+        return Err(HubError::new("Join the room first."));
+    }
+    ctx.clients()
+        .group(room.as_str())
+        .send("ReadReceipt", &(user(&ctx), room.as_str(), message_id))
+        .await?;
+    Ok(())
+}
+
+async fn kick_user(ctx: Ctx, target: String) -> Result<usize, HubError> {
+    let kicked = hubcast_gateway::UserId::from(target.as_str());
+    let hub = ctx.hub_context();
+    // Counted on every node before closing (presence); when it is unavailable, 0.
+    let closed = hub.user_connections(&kicked).await.map_or(0, |c| c.len());
+    let reason = format!("You were removed by {}.", user(&ctx));
+    hub.close_user(&kicked, &reason)
+        .await
+        .map_err(backplane_error)?;
+    tracing::info!(target: "hubcast::audit", action = "kick", actor = %user(&ctx), user = %target, connections = closed);
+    Ok(closed)
+}
+
+async fn mute_user(ctx: Ctx, target: String, minutes: i64) -> Result<(), HubError> {
+    let until = Utc::now() + chrono::Duration::minutes(minutes.clamp(0, 7 * 24 * 60));
+    store(&ctx, "mute", |store| store.mute(&target, until)).await?;
+    tracing::info!(target: "hubcast::audit", action = "mute", actor = %user(&ctx), user = %target, minutes);
+    Ok(())
+}
+
+async fn delete_message(ctx: Ctx, id: i64) -> Result<(), HubError> {
+    let Some(message) = store(&ctx, "read", |store| store.recent_by_id(id)).await? else {
+        return Err(HubError::new("No such message."));
+    };
+    if message.from_user != user(&ctx) && !is_admin(&ctx) {
+        return Err(HubError::new(
+            "Only the author or an admin can delete a message.",
+        ));
+    }
+    store(&ctx, "delete", |store| store.delete(id)).await?;
+    tracing::info!(target: "hubcast::audit", action = "delete", actor = %user(&ctx), message_id = id, author = %message.from_user);
+    ctx.clients().all().send("MessageDeleted", &(id,)).await?;
+    Ok(())
+}
+
+/// Runs one store operation; a failure is counted under `operation`, logged (throttled, with the
+/// cause, never the message text) and turned into the hub error the caller gets.
+async fn store<'a, T>(
+    ctx: &'a Ctx,
+    operation: &'static str,
+    call: impl FnOnce(&'a dyn MessageStore) -> hubcast_gateway::BoxFuture<'a, Result<T, StoreError>>,
+) -> Result<T, HubError> {
+    let chat = ctx.state();
+    call(chat.store.as_ref()).await.map_err(|error| {
+        chat.store_errors.with_label_values(&[operation]).inc();
+        if let Some(suppressed) = STORE_LOG.admit() {
+            tracing::warn!(operation, %error, suppressed, "the chat history store failed");
+        }
+        HubError::internal("StoreException", error.to_string())
+    })
+}
+
+/// A page of history, oldest first: at most `take` (1 to 200) messages, before `before` if given.
 async fn history(
     ctx: &Ctx,
     room: &str,
     before: Option<i64>,
-    take: usize,
+    take: i64,
 ) -> Result<Vec<StoredMessage>, HubError> {
+    let take = take.clamp(1, 200) as usize;
     // Direct conversations are readable by their two users only.
     let room = if room.starts_with("dm:") {
         let name = user(ctx);
@@ -528,11 +574,7 @@ async fn history(
     } else {
         check_room(room)?
     };
-    ctx.state()
-        .store
-        .recent(&room, before, take)
-        .await
-        .map_err(ctx.state().store_error("read"))
+    store(ctx, "read", |store| store.recent(&room, before, take)).await
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! # hubcast-chat
 //!
-//! The chat application of the seed documents: the chat hub ([`hub`]) and its message store ([`store`]).
+//! The chat application of the seed documents: the chat hub ([`hub`]) and its message stores ([`store`]: the trait; [`sqlite`], [`postgres`]).
 
 pub mod hub;
 pub mod postgres;
+pub mod sqlite;
 pub mod store;
 
 pub use hub::{Chat, chat_hub};
 pub use postgres::PostgresStore;
-pub use store::{MessageStore, NoStore, SqliteStore, StoreError, StoredMessage, direct_room};
+pub use sqlite::SqliteStore;
+pub use store::{MessageStore, NoStore, StoreError, StoredMessage, direct_room};

@@ -1,11 +1,11 @@
-//! The message store: room and direct-conversation history behind the [`MessageStore`] trait.
+//! The message store: room and direct-conversation history behind the [`MessageStore`] trait, the
+//! message and error types every store shares, and the naming of direct conversations.
 //!
-//! [`SqliteStore`] is the embedded default (one file, WAL journal, schema created at start). A send
-//! completes only after its message is committed, so a process killed right after a completed send
-//! loses nothing. [`NoStore`] keeps nothing (`--history none`).
+//! The stores: [`SqliteStore`](crate::SqliteStore) (the embedded default, `sqlite.rs`),
+//! [`PostgresStore`](crate::PostgresStore) (shared by several nodes, `postgres.rs`) and [`NoStore`]
+//! (keeps nothing, `--history none`).
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use hubcast_backplane::BoxFuture;
@@ -95,7 +95,7 @@ pub trait MessageStore: Send + Sync + 'static {
 }
 
 /// The mute still in force among `until`.
-fn in_force(until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn in_force(until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     until.filter(|until| *until > Utc::now())
 }
 
@@ -151,177 +151,5 @@ impl MessageStore for NoStore {
         let mutes = self.mutes.lock().unwrap_or_else(|p| p.into_inner());
         let until = in_force(mutes.get(user).copied());
         Box::pin(async move { Ok(until) })
-    }
-}
-
-/// History in a SQLite file.
-#[derive(Clone)]
-pub struct SqliteStore {
-    connection: Arc<Mutex<rusqlite::Connection>>,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
-    }
-}
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        room TEXT NOT NULL,
-        from_user TEXT NOT NULL,
-        content TEXT NOT NULL,
-        utc_micros INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
-    CREATE TABLE IF NOT EXISTS mutes (
-        user TEXT PRIMARY KEY,
-        until_micros INTEGER NOT NULL
-    );
-";
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, in WAL mode with synchronous commits.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let connection = rusqlite::Connection::open(path)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a committed message survives a power cut, not only a killed process.
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.execute_batch(SCHEMA)?;
-        Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
-        })
-    }
-
-    /// Runs `work` on the connection off the async threads.
-    fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> BoxFuture<'static, Result<T, StoreError>> {
-        let connection = self.connection.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-                work(&connection)
-            })
-            .await
-            .map_err(|e| StoreError(e.to_string()))?
-        })
-    }
-}
-
-fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let micros: i64 = row.get(4)?;
-    Ok(StoredMessage {
-        id: row.get(0)?,
-        room: row.get(1)?,
-        from_user: row.get(2)?,
-        content: row.get(3)?,
-        utc: hubcast_protocol::dotnet::DateTime(
-            DateTime::from_timestamp_micros(micros).unwrap_or_default(),
-        ),
-    })
-}
-
-fn by_id(db: &rusqlite::Connection, id: i64) -> Result<Option<StoredMessage>, StoreError> {
-    use rusqlite::OptionalExtension as _;
-    let found = db
-        .query_row(
-            "SELECT id, room, from_user, content, utc_micros FROM messages WHERE id = ?1",
-            [id],
-            row,
-        )
-        .optional()?;
-    Ok(found)
-}
-
-impl MessageStore for SqliteStore {
-    fn append(
-        &self,
-        room: &str,
-        from_user: &str,
-        content: &str,
-        utc: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<StoredMessage, StoreError>> {
-        let (room, from_user, content) =
-            (room.to_owned(), from_user.to_owned(), content.to_owned());
-        let utc = to_stored_precision(utc);
-        self.run(move |db| {
-            db.execute(
-                "INSERT INTO messages (room, from_user, content, utc_micros) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![room, from_user, content, utc.timestamp_micros()],
-            )?;
-            Ok(StoredMessage {
-                id: db.last_insert_rowid(),
-                room,
-                from_user,
-                content,
-                utc: utc.into(),
-            })
-        })
-    }
-
-    fn recent(
-        &self,
-        room: &str,
-        before: Option<i64>,
-        take: usize,
-    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
-        let room = room.to_owned();
-        let take = i64::try_from(take).unwrap_or(i64::MAX);
-        self.run(move |db| {
-            let mut statement = db.prepare_cached(
-                "SELECT id, room, from_user, content, utc_micros FROM messages
-                 WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-            )?;
-            let mut messages = statement
-                .query_map(
-                    rusqlite::params![room, before.unwrap_or(i64::MAX), take],
-                    row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
-            Ok(messages)
-        })
-    }
-
-    fn delete(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
-        self.run(move |db| {
-            let existing = by_id(db, id)?;
-            db.execute("DELETE FROM messages WHERE id = ?1", [id])?;
-            Ok(existing)
-        })
-    }
-
-    fn recent_by_id(&self, id: i64) -> BoxFuture<'_, Result<Option<StoredMessage>, StoreError>> {
-        self.run(move |db| by_id(db, id))
-    }
-
-    fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let user = user.to_owned();
-        self.run(move |db| {
-            db.execute(
-                "INSERT INTO mutes (user, until_micros) VALUES (?1, ?2)
-                 ON CONFLICT (user) DO UPDATE SET until_micros = excluded.until_micros",
-                rusqlite::params![user, until.timestamp_micros()],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
-        let user = user.to_owned();
-        self.run(move |db| {
-            use rusqlite::OptionalExtension as _;
-            let micros: Option<i64> = db
-                .query_row(
-                    "SELECT until_micros FROM mutes WHERE user = ?1",
-                    [user],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            Ok(in_force(micros.and_then(DateTime::from_timestamp_micros)))
-        })
     }
 }

@@ -162,6 +162,16 @@ impl HubConnection {
 
 type Members = HashMap<ConnectionId, Arc<HubConnection>>;
 
+/// What a group change did to a connection's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// It was a member already (add) or was not one (remove).
+    Unchanged,
+    /// It joined or left; `edge` says the group's local membership started (its first local member
+    /// joined) or ended (its last one left), so the node's interest in the group changes too.
+    Changed { edge: bool },
+}
+
 /// The local connections of one hub.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -231,14 +241,13 @@ impl Registry {
         }
     }
 
-    /// Adds a local connection to a group (at most `limit` groups a connection, 0: unlimited): `None`
-    /// when it was a member already, else whether it is the group's first local member.
+    /// Adds a local connection to a group (at most `limit` groups a connection, 0: unlimited).
     pub(crate) fn add_to_group(
         &self,
         id: &ConnectionId,
         group: &GroupName,
         limit: usize,
-    ) -> Result<Option<bool>, RemoteError> {
+    ) -> Result<Membership, RemoteError> {
         let connection = self
             .connections
             .get(id)
@@ -247,32 +256,31 @@ impl Registry {
         {
             let mut groups = connection.groups();
             if groups.contains(group) {
-                return Ok(None);
+                return Ok(Membership::Unchanged);
             }
             if limit > 0 && groups.len() >= limit {
                 return Err(RemoteError::TooManyGroups);
             }
             groups.insert(group.clone());
         }
-        Ok(Some(insert_member(
-            &self.groups,
-            group.clone(),
-            &connection,
-        )))
+        Ok(Membership::Changed {
+            edge: insert_member(&self.groups, group.clone(), &connection),
+        })
     }
 
-    /// Removes a local connection from a group: `None` if the connection is unknown, `Some(None)` when it
-    /// was not a member, else whether the group has no local member left.
+    /// Removes a local connection from a group; `None` if the connection is unknown.
     pub(crate) fn remove_from_group(
         &self,
         id: &ConnectionId,
         group: &GroupName,
-    ) -> Option<Option<bool>> {
+    ) -> Option<Membership> {
         let connection = self.connections.get(id)?.value().clone();
         if !connection.groups().remove(group) {
-            return Some(None);
+            return Some(Membership::Unchanged);
         }
-        Some(Some(remove_member(&self.groups, group, id)))
+        Some(Membership::Changed {
+            edge: remove_member(&self.groups, group, id),
+        })
     }
 
     /// Every local connection with its user and groups.

@@ -12,7 +12,7 @@ use hubcast_backplane::{
 
 use super::HubApp;
 use super::clients::HubContext;
-use super::registry::{HubConnection, Registry};
+use super::registry::{HubConnection, Membership, Registry};
 use crate::config::HubOptions;
 use crate::connection::{Connection, Inbound};
 use crate::metrics::HubMetrics;
@@ -85,11 +85,11 @@ impl HubShared {
                 .remove_from_group(connection, group)
                 .ok_or_else(|| RemoteError::UnknownConnection(connection.clone()))?,
         };
-        let Some(first_or_last) = changed else {
+        let Membership::Changed { edge } = changed else {
             return Ok(());
         };
         let subscribe = *action == GroupAction::Add;
-        if first_or_last {
+        if edge {
             self.interest(Interest::Group(group.clone()), subscribe)
                 .await;
         }
