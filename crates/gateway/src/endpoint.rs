@@ -9,7 +9,7 @@ use hubcast_backplane::{BoxFuture, ConnectionId};
 
 use crate::config::HubOptions;
 use crate::connection::{Connection, Inbound, Mount, PushError, RequestInfo};
-use crate::hub::HubRuntime;
+use crate::runtime::HubRuntime;
 
 /// A mapped path: what its connections need of it (the [`Mount`]), and what runs on them.
 pub(crate) struct Endpoint {

@@ -5,7 +5,8 @@
 //! hubs in Rust. Every send goes through a [`Backplane`](hubcast_backplane::Backplane), so the same node
 //! runs alone (in-memory backplane) or as one of many (Redis).
 //!
-//! Module map: [`config`] (options and defaults), [`hub`] (the Hub API, sessions, registry),
+//! Module map: [`config`] (options and defaults), [`hub`] (the Hub API), `runtime` (the engine that
+//! runs a hub on a connection: sessions, registry, streams, limits),
 //! `connection` (transport-level connections, outbound queues), `http` (routing and transports),
 //! [`endpoint`] (mapped paths, raw connection handlers), [`close`] (close reasons). The accept loop,
 //! admin listener and HTTP types are hubcast-http's.
@@ -18,6 +19,7 @@ pub mod endpoint;
 mod http;
 pub mod hub;
 pub mod metrics;
+mod runtime;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub use hubcast_http::{Body, RouteHandler, ServerLimits};
 use close::CloseReason;
 use connection::{ConnectionManager, Mount};
 use endpoint::{App, Endpoint};
-use hub::{HubApp, HubRuntime};
+use runtime::{HubApp, HubRuntime};
 
 /// What the HTTP handlers share.
 pub(crate) struct GatewayInner {
@@ -100,7 +102,7 @@ pub struct GatewayBuilder {
     auth: Option<Arc<auth::JwtAuth>>,
     sessions: Option<Arc<dyn auth::SessionAuth>>,
     allowed_origins: Vec<String>,
-    limiter: Arc<dyn hub::RateLimiter>,
+    limiter: Arc<dyn runtime::RateLimiter>,
     fallback: Option<RouteHandler>,
     limits: ServerLimits,
     http_metrics: hubcast_http::HttpMetrics,
@@ -118,7 +120,7 @@ impl GatewayBuilder {
             auth: None,
             sessions: None,
             allowed_origins: Vec::new(),
-            limiter: Arc::new(hub::LocalRateLimiter::default()),
+            limiter: Arc::new(runtime::LocalRateLimiter::default()),
             fallback: None,
             limits: ServerLimits::default(),
             http_metrics: hubcast_http::HttpMetrics::new(),
@@ -145,7 +147,7 @@ impl GatewayBuilder {
     }
 
     /// Replaces the per-user rate limiter (by default counted in this process).
-    pub fn rate_limiter(mut self, limiter: Arc<dyn hub::RateLimiter>) -> Self {
+    pub fn rate_limiter(mut self, limiter: Arc<dyn runtime::RateLimiter>) -> Self {
         self.limiter = limiter;
         self
     }
@@ -299,7 +301,9 @@ pub struct Gateway {
 impl Gateway {
     /// A handle for sending on the hub named `name` from outside hub methods.
     pub fn hub_context(&self, name: &str) -> Option<HubContext> {
-        self.hubs.get(name).map(|runtime| runtime.context())
+        self.hubs
+            .get(name)
+            .map(|runtime| HubContext::new(runtime.shared.clone()))
     }
 
     /// On shutdown, closes connections spread over `window` (within the grace period) instead of all at

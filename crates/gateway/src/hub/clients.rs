@@ -12,9 +12,8 @@ use hubcast_backplane::{
 use hubcast_protocol::{ArgumentList, HubMessage, Invocation, Protocol, encode_message};
 use serde::Serialize;
 
-use super::context::InvocationScope;
-use super::limits::MAX_GROUP_NAME;
-use super::runtime::HubShared;
+use crate::runtime::limits::MAX_GROUP_NAME;
+use crate::runtime::{HubShared, InvocationScope};
 
 /// Why a send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,70 +1,16 @@
 //! The caller context a hub method or lifecycle handler receives: who is calling (connection, user,
 //! HTTP request, transport) and handles to send to clients and manage groups.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hubcast_backplane::{ConnectionId, UserId};
 use hubcast_protocol::{Protocol, Transport};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::clients::{CallerClients, Groups, HubContext};
-use super::runtime::HubShared;
 pub use crate::auth::User;
 use crate::connection::RequestInfo;
-
-/// The connection a call comes from.
-#[derive(Debug)]
-pub(crate) struct Caller {
-    pub(crate) connection_id: ConnectionId,
-    pub(crate) user: Option<User>,
-    pub(crate) request: Arc<RequestInfo>,
-    pub(crate) transport: Transport,
-    pub(crate) protocol: Protocol,
-}
-
-/// One running invocation: its cancellation (a CancelInvocation, or the connection ending) and the
-/// parallel-invocation slot it holds, which it gives back while it waits for a client result.
-#[derive(Debug)]
-pub(crate) struct InvocationScope {
-    pub(crate) cancel: CancellationToken,
-    slot: Mutex<Option<OwnedSemaphorePermit>>,
-    slots: Option<Arc<Semaphore>>,
-}
-
-impl InvocationScope {
-    pub(crate) fn new(cancel: CancellationToken, slots: Option<Arc<Semaphore>>) -> Self {
-        Self {
-            cancel,
-            slot: Mutex::new(None),
-            slots,
-        }
-    }
-
-    /// Records the slot the invocation runs in.
-    pub(crate) fn hold(&self, permit: OwnedSemaphorePermit) {
-        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
-    }
-
-    /// Gives the slot back (so the receive loop can read the client's answer); returns whether one was
-    /// held.
-    pub(crate) fn release(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
-    }
-
-    /// Takes a slot again after [`release`](Self::release).
-    pub(crate) async fn reacquire(&self) {
-        if let Some(slots) = &self.slots
-            && let Ok(permit) = slots.clone().acquire_owned().await
-        {
-            self.hold(permit);
-        }
-    }
-}
+use crate::runtime::{Caller, HubShared, InvocationScope};
 
 /// What a hub method knows about its call.
 pub struct Context<S> {

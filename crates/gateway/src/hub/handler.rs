@@ -6,32 +6,15 @@
 //! caller's protocol.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use hubcast_backplane::BoxFuture;
 use hubcast_protocol::{NamingPolicy, Protocol, RawValue};
 use serde::Serialize;
 
 use super::context::Context;
-use super::error::{BindingError, HubError};
-use super::params::{Binder, Param};
-
-/// A bound call, ready to run: resolves to the encoded result.
-pub(crate) type BoundCall = BoxFuture<'static, Result<RawValue, HubError>>;
-
-/// The encoded items of a server-to-client stream.
-pub(crate) type ItemStream = Pin<Box<dyn Stream<Item = Result<RawValue, HubError>> + Send>>;
-
-/// A bound streaming call: resolves to its stream (or fails before producing one).
-pub(crate) type BoundStream = BoxFuture<'static, Result<ItemStream, HubError>>;
-
-/// A bound invocation of either kind.
-pub(crate) enum Bound {
-    Call(BoundCall),
-    Stream(BoundStream),
-}
+use super::params::Param;
+use crate::runtime::{Binder, BindingError, Bound, BoundCall, BoundStream, HubError, ItemStream};
 
 /// Implemented for async functions usable as hub methods (up to eight parameters after the context).
 pub trait Handler<S, Args>: Clone + Send + Sync + 'static {

@@ -21,35 +21,27 @@
 
 mod clients;
 mod context;
-pub(crate) mod error;
 mod handler;
-mod limits;
 mod params;
-pub(crate) mod registry;
-mod runtime;
-mod session;
-mod streams;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use hubcast_backplane::BoxFuture;
-use hubcast_protocol::{NamingPolicy, Protocol, RawValue};
+use hubcast_protocol::RawValue;
 
 pub use clients::{
     CallerClients, ClientProxy, ClientResultError, DEFAULT_CLIENT_RESULT_TIMEOUT, GroupError,
     Groups, HubContext, SendError,
 };
 pub use context::{Context, User};
-pub use error::{BindingError, HubError};
 pub use handler::{Handler, StreamHandler};
-pub use limits::{LocalRateLimiter, RateLimiter};
-pub use params::{Binder, ClientStream, Param};
-pub(crate) use runtime::{HubRuntime, HubShared};
+pub use params::{ClientStream, Param};
 
-use context::{Caller, InvocationScope};
-use handler::{Bound, ErasedMethod};
+use crate::runtime::{BindRequest, Bound, Caller, HubApp, HubShared, InvocationScope};
+pub use crate::runtime::{Binder, BindingError, HubError, LocalRateLimiter, RateLimiter};
+use handler::ErasedMethod;
 
 type Lifecycle<S> =
     Arc<dyn Fn(Context<S>) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
@@ -219,49 +211,6 @@ impl<S: Send + Sync + 'static> HubBuilder<S> {
         }
         self.hub
     }
-}
-
-/// What the runtime needs of a hub, with its state type erased.
-pub(crate) trait HubApp: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    /// What is wrong with the declaration, if anything.
-    fn problems(&self) -> &[String];
-    /// `None` for an unknown method, else whether it streams. Methods are looked up by their lower-cased
-    /// name (`key`), computed once per invocation.
-    fn is_streaming(&self, key: &str) -> Option<bool>;
-    /// Whether the hub declares the method (a fallback handles undeclared ones).
-    fn is_declared(&self, key: &str) -> bool;
-    /// Whether `user` may call the method (its required roles).
-    fn authorized(&self, key: &str, user: Option<&User>) -> bool;
-    /// The method's own invocation rate, if it has one.
-    fn rate_limit(&self, key: &str) -> Option<(f64, f64)>;
-    /// `None` for an unknown method.
-    fn bind(&self, call: BindRequest<'_, '_>) -> Option<Result<Bound, BindingError>>;
-    fn on_connected(
-        &self,
-        caller: Arc<Caller>,
-        shared: &Arc<HubShared>,
-    ) -> BoxFuture<'static, Result<(), HubError>>;
-    fn on_disconnected(
-        &self,
-        caller: Arc<Caller>,
-        shared: &Arc<HubShared>,
-        error: Option<String>,
-    ) -> BoxFuture<'static, ()>;
-}
-
-/// Everything binding one invocation needs.
-pub(crate) struct BindRequest<'a, 'b> {
-    pub(crate) caller: Arc<Caller>,
-    pub(crate) shared: &'a Arc<HubShared>,
-    /// The lower-cased method name.
-    pub(crate) key: &'a str,
-    /// The method name as the client called it.
-    pub(crate) target: &'a str,
-    pub(crate) binder: &'a mut Binder<'b>,
-    pub(crate) protocol: Protocol,
-    pub(crate) naming: NamingPolicy,
-    pub(crate) scope: Arc<InvocationScope>,
 }
 
 impl<S: Send + Sync + 'static> Hub<S> {

@@ -5,55 +5,10 @@
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use hubcast_protocol::RawValue;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use super::error::{BindingError, HubError};
-
-/// One item of an upload stream as the receive loop forwards it: a value, or the client's error.
-pub(crate) type UploadItem = Result<RawValue, String>;
-
-/// What binding reads from: the raw arguments, the stream ids, and where new upload streams go.
-pub struct Binder<'a> {
-    args: std::slice::Iter<'a, RawValue>,
-    stream_ids: std::slice::Iter<'a, String>,
-    in_use: &'a (dyn Fn(&str) -> bool + Sync),
-    capacity: usize,
-    opened: Vec<(String, mpsc::Sender<UploadItem>)>,
-}
-
-impl<'a> Binder<'a> {
-    pub(crate) fn new(
-        args: &'a [RawValue],
-        stream_ids: &'a [String],
-        in_use: &'a (dyn Fn(&str) -> bool + Sync),
-        capacity: usize,
-    ) -> Self {
-        Self {
-            args: args.iter(),
-            stream_ids: stream_ids.iter(),
-            in_use,
-            capacity,
-            opened: Vec::new(),
-        }
-    }
-
-    /// Arguments and stream ids not bound yet.
-    /// Every argument not bound yet.
-    pub(crate) fn take_all(&mut self) -> Vec<RawValue> {
-        self.args.by_ref().cloned().collect()
-    }
-
-    pub(crate) fn remaining(&self) -> (usize, usize) {
-        (self.args.len(), self.stream_ids.len())
-    }
-
-    /// The upload streams opened by a successful binding, for the receive loop to feed.
-    pub(crate) fn into_opened(self) -> Vec<(String, mpsc::Sender<UploadItem>)> {
-        self.opened
-    }
-}
+use crate::runtime::{Binder, BindingError, HubError, UploadItem};
 
 /// A parameter type of a hub method.
 pub trait Param: Sized + Send + 'static {
@@ -67,8 +22,7 @@ pub trait Param: Sized + Send + 'static {
 impl<T: DeserializeOwned + Send + 'static> Param for T {
     fn bind(binder: &mut Binder<'_>) -> Result<Self, BindingError> {
         let raw = binder
-            .args
-            .next()
+            .next_argument()
             .ok_or_else(|| BindingError::Type("missing argument".into()))?;
         raw.deserialize().map_err(|e| BindingError::Type(e.0))
     }
@@ -86,17 +40,8 @@ impl<T: DeserializeOwned + Send + 'static> Param for ClientStream<T> {
     const STREAM: bool = true;
 
     fn bind(binder: &mut Binder<'_>) -> Result<Self, BindingError> {
-        let id = binder.stream_ids.next().ok_or(BindingError::StreamCount {
-            provided: 0,
-            expected: 1,
-        })?;
-        if (binder.in_use)(id) || binder.opened.iter().any(|(open, _)| open == id) {
-            return Err(BindingError::IdInUse(id.clone()));
-        }
-        let (sender, receiver) = mpsc::channel(binder.capacity.max(1));
-        binder.opened.push((id.clone(), sender));
         Ok(Self {
-            receiver,
+            receiver: binder.open_stream()?,
             _item: std::marker::PhantomData,
         })
     }

@@ -17,9 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{self, HubError};
-use super::handler::{BoundStream, ItemStream};
-use super::params::UploadItem;
 use super::registry::HubConnection;
+use super::{BoundStream, ItemStream, UploadItem};
 
 /// Open streams of a connection, by id.
 #[derive(Default)]

@@ -1,6 +1,21 @@
-//! A hub as the gateway runs it: the user's hub definition, its options, its local registry and the
-//! backplane it publishes through. It owns the local side of group membership and client results, which
-//! a hub method on this node and a command from another node (through [`LocalNode`]) share.
+//! The engine that runs hubs on connections, below the typed Hub API (`crate::hub`), which it never
+//! names: what it runs ([`app`]: a hub with its state erased, bound calls, the caller), the session of
+//! one connection ([`session`]: handshake, dispatch, admission, stateful reconnect), the local registry
+//! of connections, groups and users ([`registry`]), server-to-client streams ([`streams`]), rate limits
+//! ([`limits`]), binding arguments ([`binder`]) and the error texts clients see ([`error`]).
+//!
+//! This file: a hub as the gateway runs it ([`HubRuntime`]): the hub, its options, its local registry
+//! and the backplane it publishes through. It owns the local side of group membership and client
+//! results, which a hub method on this node and a command from another node (through [`LocalNode`])
+//! share.
+
+pub(crate) mod app;
+pub(crate) mod binder;
+pub(crate) mod error;
+pub(crate) mod limits;
+pub(crate) mod registry;
+mod session;
+pub(crate) mod streams;
 
 use std::sync::{Arc, Weak};
 
@@ -10,12 +25,17 @@ use hubcast_backplane::{
     Publish, RemoteError, Target, UserId,
 };
 
-use super::HubApp;
-use super::clients::HubContext;
-use super::registry::{HubConnection, Membership, Registry};
 use crate::config::HubOptions;
 use crate::connection::{Connection, Inbound};
 use crate::metrics::HubMetrics;
+pub(crate) use app::{
+    BindRequest, Bound, BoundCall, BoundStream, Caller, HubApp, InvocationScope, ItemStream,
+};
+pub use binder::Binder;
+pub(crate) use binder::UploadItem;
+pub use error::{BindingError, HubError};
+pub use limits::{LocalRateLimiter, RateLimiter};
+use registry::{HubConnection, Membership, Registry};
 
 /// What every connection and send of a hub shares.
 pub(crate) struct HubShared {
@@ -24,7 +44,7 @@ pub(crate) struct HubShared {
     pub(crate) backplane: Arc<dyn Backplane>,
     pub(crate) registry: Arc<Registry>,
     /// Per-user rate limits (shared beyond this connection).
-    pub(crate) limiter: Arc<dyn super::RateLimiter>,
+    pub(crate) limiter: Arc<dyn RateLimiter>,
     /// The hub's metric series.
     pub(crate) metrics: HubMetrics,
     /// Numbers the server's client-result invocations (`s1`, `s2`, …: never a client stream id).
@@ -248,7 +268,7 @@ impl HubRuntime {
         app: Arc<dyn HubApp>,
         options: HubOptions,
         backplane: Arc<dyn Backplane>,
-        limiter: Arc<dyn super::RateLimiter>,
+        limiter: Arc<dyn RateLimiter>,
         metrics: &crate::metrics::GatewayMetrics,
     ) -> Result<Arc<Self>, BackplaneError> {
         let shared = Arc::new(HubShared {
@@ -269,17 +289,12 @@ impl HubRuntime {
         Ok(Arc::new(Self { app, shared }))
     }
 
-    /// A handle for sending from outside hub methods.
-    pub(crate) fn context(&self) -> HubContext {
-        HubContext::new(self.shared.clone())
-    }
-
     /// Runs the hub protocol on a connection until it ends.
     pub(crate) async fn run_session(
         self: Arc<Self>,
         connection: Arc<Connection>,
         inbound: Inbound,
     ) {
-        super::session::run(self, connection, inbound).await;
+        session::run(self, connection, inbound).await;
     }
 }
