@@ -21,6 +21,7 @@ mod commands;
 mod link;
 mod metrics;
 mod presence;
+mod pubsub;
 mod topology;
 mod wire;
 
@@ -38,6 +39,8 @@ use hubcast_backplane::{
 };
 use tokio::sync::oneshot;
 
+#[cfg(feature = "stub-pubsub")]
+pub use pubsub::MemoryPubSub;
 pub use topology::{UrlError, redact};
 
 use commands::Commands;
@@ -172,12 +175,33 @@ impl RedisBackplane {
     /// for Redis, then starts anyway (serving local connections and queueing sends until it appears).
     pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
         let topology = config.topology()?;
+        let pubsub = Arc::new(pubsub::RedisPubSub::new(topology.clone()));
+        Self::start(config, topology, pubsub).await
+    }
+
+    /// A backplane whose pub/sub runs over `stub` (in memory) instead of Redis, for tests of the
+    /// routing above it. Presence, rate limits and marks still go to the URL's Redis, which need not
+    /// run: those calls fail.
+    #[cfg(feature = "stub-pubsub")]
+    pub async fn connect_over(
+        config: RedisConfig,
+        stub: &MemoryPubSub,
+    ) -> Result<Self, SetupError> {
+        let topology = config.topology()?;
+        Self::start(config, topology, Arc::new(stub.clone())).await
+    }
+
+    async fn start(
+        config: RedisConfig,
+        topology: Topology,
+        pubsub: Arc<dyn pubsub::PubSub>,
+    ) -> Result<Self, SetupError> {
         let commands = Commands::new(&topology)?;
         let random = hubcast_protocol::ids::random_id()?;
         // 60 random bits: unique among live nodes; never `.`, which separates it in connection ids.
         let tag: String = random.chars().take(10).collect();
         let hubs: Hubs = Arc::new(RwLock::new(HashMap::new()));
-        let link = Link::new(topology, config.queue_limit);
+        let link = Link::new(pubsub, config.queue_limit);
         let channels = Channels::new(&config.prefix);
         let presence = RedisPresence::start(
             &config.prefix,

@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hubcast_backplane::BackplaneError;
-use redis::aio::MultiplexedConnection;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::topology::{IO_TIMEOUT, Topology, resp3};
+use crate::pubsub::{Incoming, Outgoing, PubSub, PubSubConnection};
+use crate::topology::IO_TIMEOUT;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -36,107 +34,6 @@ pub(crate) trait Receiver: Send + Sync + 'static {
     fn on_message(self: Arc<Self>, channel: &str, payload: Bytes);
     /// The link is (again) up with every channel subscribed.
     fn on_connected(&self, reconnected: bool);
-}
-
-/// A live connection.
-#[derive(Clone)]
-enum Conn {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    async fn publish(&mut self, channel: &str, payload: &[u8]) -> RedisResult<i64> {
-        match self {
-            Self::Single(c) => {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async(c)
-                    .await
-            }
-            Self::Cluster(c) => {
-                redis::cmd("SPUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async(c)
-                    .await
-            }
-        }
-    }
-
-    /// Publishes a batch in order: one pipeline on a single server; on a cluster one pipeline per
-    /// channel (a channel's messages stay in order; different channels may go to different shards).
-    /// Returns the items that could not be published.
-    async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Outgoing> {
-        fn pipeline(items: &[Outgoing]) -> redis::Pipeline {
-            let mut pipeline = redis::pipe();
-            for (channel, payload, _) in items {
-                pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-            }
-            pipeline
-        }
-        match self {
-            Self::Single(conn) => {
-                let result: RedisResult<()> = pipeline(&batch).query_async(&mut conn.clone()).await;
-                match result {
-                    Ok(()) => Vec::new(),
-                    Err(error) => {
-                        tracing::debug!(%error, "publish failed: kept until Redis is back");
-                        batch
-                    }
-                }
-            }
-            Self::Cluster(conn) => {
-                let mut by_channel: Vec<Vec<Outgoing>> = Vec::new();
-                for item in batch {
-                    match by_channel
-                        .iter_mut()
-                        .find(|g| g.first().is_some_and(|f| f.0 == item.0))
-                    {
-                        Some(group) => group.push(item),
-                        None => by_channel.push(vec![item]),
-                    }
-                }
-                let sends = by_channel.into_iter().map(|group| {
-                    let mut conn = conn.clone();
-                    async move {
-                        let mut pipeline = redis::pipe();
-                        for (channel, payload, _) in &group {
-                            pipeline.cmd("SPUBLISH").arg(channel).arg(payload).ignore();
-                        }
-                        let result: RedisResult<()> = pipeline.query_async(&mut conn).await;
-                        match result {
-                            Ok(()) => Vec::new(),
-                            Err(error) => {
-                                tracing::debug!(%error, "publish failed: kept until Redis is back");
-                                group
-                            }
-                        }
-                    }
-                });
-                futures_util::future::join_all(sends)
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Self::Single(c) => c.subscribe(channel).await,
-            Self::Cluster(c) => c.ssubscribe(channel).await,
-        }
-    }
-
-    async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Self::Single(c) => c.unsubscribe(channel).await,
-            Self::Cluster(c) => c.sunsubscribe(channel).await,
-        }
-    }
 }
 
 /// Counters of the link, for logs and metrics.
@@ -153,19 +50,16 @@ pub(crate) struct Counters {
 
 /// The current connection and the signal that it broke.
 struct Live {
-    conn: Conn,
+    conn: Arc<dyn PubSubConnection>,
     broken: Arc<Notify>,
 }
-
-/// A queued send: channel, payload, and when it was queued.
-type Outgoing = (String, Vec<u8>, Instant);
 
 /// At most this many sends are written in one go.
 const FLUSH_BATCH: usize = 512;
 
 /// The pub/sub link.
 pub(crate) struct Link {
-    topology: Topology,
+    pubsub: Arc<dyn PubSub>,
     live: Mutex<Option<Live>>,
     connected: AtomicBool,
     channels: Mutex<HashSet<String>>,
@@ -181,9 +75,9 @@ fn unavailable(error: impl std::fmt::Display) -> BackplaneError {
 }
 
 impl Link {
-    pub(crate) fn new(topology: Topology, queue_limit: usize) -> Arc<Self> {
+    pub(crate) fn new(pubsub: Arc<dyn PubSub>, queue_limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            topology,
+            pubsub,
             live: Mutex::new(None),
             connected: AtomicBool::new(false),
             channels: Mutex::new(HashSet::new()),
@@ -213,7 +107,7 @@ impl Link {
     }
 
     /// The live connection, if any, with its broken signal.
-    fn current(&self) -> Option<(Conn, Arc<Notify>)> {
+    fn current(&self) -> Option<(Arc<dyn PubSubConnection>, Arc<Notify>)> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.as_ref()
             .map(|live| (live.conn.clone(), live.broken.clone()))
@@ -239,7 +133,7 @@ impl Link {
         channel: &str,
         payload: &[u8],
     ) -> Result<i64, BackplaneError> {
-        let (mut conn, broken) = self
+        let (conn, broken) = self
             .current()
             .filter(|_| self.is_connected())
             .ok_or_else(|| unavailable("Redis is unreachable"))?;
@@ -260,7 +154,7 @@ impl Link {
         if !self.channels().insert(channel.clone()) {
             return;
         }
-        if let Some((mut conn, broken)) = self.current()
+        if let Some((conn, broken)) = self.current()
             && let Err(error) = conn.subscribe(&channel).await
         {
             tracing::debug!(%error, "subscribe failed: retried on reconnect");
@@ -273,62 +167,11 @@ impl Link {
         if !self.channels().remove(channel) {
             return;
         }
-        if let Some((mut conn, broken)) = self.current()
+        if let Some((conn, broken)) = self.current()
             && let Err(error) = conn.unsubscribe(channel).await
         {
             tracing::debug!(%error, "unsubscribe failed");
             broken.notify_one();
-        }
-    }
-
-    async fn connect(&self, pushes: mpsc::UnboundedSender<PushInfo>) -> RedisResult<Conn> {
-        let config = AsyncConnectionConfig::new()
-            .set_push_sender(pushes.clone())
-            .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT));
-        match &self.topology {
-            Topology::Standalone(url) => {
-                let client = redis::Client::open(resp3(url)?)?;
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Conn::Single(conn))
-            }
-            Topology::Sentinel {
-                sentinels,
-                service,
-                db,
-                username,
-                password,
-            } => {
-                let mut builder = redis::sentinel::SentinelClientBuilder::new(
-                    Topology::sentinel_addrs(sentinels),
-                    service,
-                    redis::sentinel::SentinelServerType::Master,
-                )?
-                .set_client_to_redis_protocol(redis::ProtocolVersion::RESP3)
-                .set_client_to_redis_db(*db);
-                if let Some(username) = username {
-                    builder = builder.set_client_to_redis_username(username);
-                }
-                if let Some(password) = password {
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                let client = builder.build()?.async_get_client().await?;
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Conn::Single(conn))
-            }
-            Topology::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(nodes.clone())
-                    .use_protocol(redis::ProtocolVersion::RESP3)
-                    .push_sender(pushes)
-                    .connection_timeout(IO_TIMEOUT)
-                    .response_timeout(IO_TIMEOUT)
-                    .build()?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
-            }
         }
     }
 
@@ -338,8 +181,8 @@ impl Link {
         let mut ever_connected = false;
         let mut failures: u64 = 0;
         while receiver.strong_count() > 0 {
-            let (sender, pushes) = mpsc::unbounded_channel();
-            let conn = match self.connect(sender).await {
+            let (sender, incoming) = mpsc::unbounded_channel();
+            let conn = match self.pubsub.connect(sender).await {
                 Ok(conn) => conn,
                 Err(error) => {
                     failures += 1;
@@ -357,7 +200,12 @@ impl Link {
                 conn: conn.clone(),
                 broken: broken.clone(),
             });
-            let pump = tokio::spawn(pump(pushes, receiver.clone(), broken.clone(), self.clone()));
+            let pump = tokio::spawn(pump(
+                incoming,
+                receiver.clone(),
+                broken.clone(),
+                self.clone(),
+            ));
             if self.resubscribe(conn.clone()).await.is_ok() {
                 let stop = Arc::new(Notify::new());
                 let flusher = tokio::spawn(self.clone().flush(
@@ -398,7 +246,7 @@ impl Link {
         }
     }
 
-    async fn resubscribe(&self, mut conn: Conn) -> RedisResult<()> {
+    async fn resubscribe(&self, conn: Arc<dyn PubSubConnection>) -> Result<(), String> {
         let channels: Vec<String> = self.channels().iter().cloned().collect();
         for channel in channels {
             conn.subscribe(&channel).await?;
@@ -414,7 +262,7 @@ impl Link {
     /// once they are listening again.
     async fn flush(
         self: Arc<Self>,
-        conn: Conn,
+        conn: Arc<dyn PubSubConnection>,
         broken: Arc<Notify>,
         stop: Arc<Notify>,
         reconnected: bool,
@@ -463,35 +311,23 @@ impl Link {
 
 /// Hands received messages to the receiver until the connection drops.
 async fn pump(
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    mut incoming: mpsc::UnboundedReceiver<Incoming>,
     receiver: Weak<dyn Receiver>,
     broken: Arc<Notify>,
     link: Arc<Link>,
 ) {
-    while let Some(push) = pushes.recv().await {
-        match push.kind {
-            PushKind::Message | PushKind::SMessage => {
-                let Some(receiver) = receiver.upgrade() else {
-                    break;
-                };
-                let mut data = push.data.into_iter();
-                match (data.next(), data.next()) {
-                    (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) => {
-                        link.counters.received.fetch_add(1, Ordering::Relaxed);
-                        match std::str::from_utf8(&channel) {
-                            Ok(channel) => receiver.on_message(channel, Bytes::from(payload)),
-                            Err(_) => {
-                                link.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    _ => {
-                        link.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+    while let Some(message) = incoming.recv().await {
+        let Some(receiver) = receiver.upgrade() else {
+            break;
+        };
+        match message {
+            Incoming::Message { channel, payload } => {
+                link.counters.received.fetch_add(1, Ordering::Relaxed);
+                receiver.on_message(&channel, payload);
             }
-            PushKind::Disconnection => break,
-            _ => {}
+            Incoming::Malformed => {
+                link.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     broken.notify_one();
