@@ -4,6 +4,7 @@
 //! against real Redis topologies are in `topologies.rs`.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code)] // the Redis servers of common are for the topology tests
 mod common;
 
 use std::sync::Arc;
