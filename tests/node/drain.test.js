@@ -83,7 +83,10 @@ test('a draining node hands its clients to another one without losing a chat mes
     // The admin listener stays up through the drain: readiness says 503, liveness 200, metrics scrape.
     assert.equal(ready, 503);
     assert.equal((await fetch(`http://127.0.0.1:${admin}/live`)).status, 200);
-    assert.match(await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text(), /hubcast_transport_connections/);
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    assert.match(metrics, /hubcast_transport_connections/);
+    // The drain's progress: the connections still to close, counting down.
+    assert.match(metrics, /^hubcast_drain_remaining_connections \d+$/m);
     const exit = await stopped;
     assert.equal(exit.killed, false, 'the draining node exited within its grace');
     await withTimeout(Promise.all(readers.map((r) => r.moved)), 15000, 'every reader moved');
