@@ -63,8 +63,31 @@ pub struct Chat {
     store: Arc<dyn MessageStore>,
     /// Store failures by operation (`hubcast_chat_store_errors_total`).
     store_errors: prometheus::IntCounterVec,
+    /// 1 while the history store answers (`hubcast_history_up`), set by [`HistoryProbe::check`].
+    history_up: prometheus::IntGauge,
     /// When each user last had a typing event relayed.
     typing: Mutex<HashMap<String, Instant>>,
+}
+
+/// Checks whether the history store answers, and shows it in `hubcast_history_up`.
+#[derive(Clone)]
+pub struct HistoryProbe {
+    store: Arc<dyn MessageStore>,
+    up: prometheus::IntGauge,
+}
+
+impl HistoryProbe {
+    /// Asks the store (within `timeout`); the error says why it does not answer.
+    pub async fn check(&self, timeout: Duration) -> Result<(), crate::StoreError> {
+        let answer = match tokio::time::timeout(timeout, self.store.ping()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(crate::StoreError(format!(
+                "the history store did not answer within {timeout:?}"
+            ))),
+        };
+        self.up.set(i64::from(answer.is_ok()));
+        answer
+    }
 }
 
 /// Entries of the typing map above which those older than [`TYPING_EVERY`] are dropped.
@@ -83,16 +106,31 @@ impl Chat {
         for operation in STORE_OPERATIONS {
             store_errors.with_label_values(&[operation]);
         }
+        let history_up = prometheus::IntGauge::new(
+            "hubcast_history_up",
+            "1 while the chat history store answers, 0 while it does not",
+        )
+        .unwrap_or_else(|e| unreachable!("a static metric definition: {e}"));
         Self {
             store,
             store_errors,
+            history_up,
             typing: Mutex::new(HashMap::new()),
         }
     }
 
     /// Adds the chat's series to `registry` (the process's, served at `/metrics`).
     pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.store_errors.clone()))
+        registry.register(Box::new(self.store_errors.clone()))?;
+        registry.register(Box::new(self.history_up.clone()))
+    }
+
+    /// A handle that checks the history store (readiness), kept by whoever watches it.
+    pub fn history_probe(&self) -> HistoryProbe {
+        HistoryProbe {
+            store: self.store.clone(),
+            up: self.history_up.clone(),
+        }
     }
 
     /// Whether a typing event of `name` is relayed: a stop always (and it forgets the user), a start at

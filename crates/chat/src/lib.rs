@@ -6,8 +6,10 @@ pub mod hub;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
+pub mod tls;
 
-pub use hub::{Chat, chat_hub};
-pub use postgres::PostgresStore;
+pub use hub::{Chat, HistoryProbe, chat_hub};
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use store::{MessageStore, NoStore, StoreError, StoredMessage, direct_room};
+pub use tls::TlsMode;

@@ -92,6 +92,11 @@ pub trait MessageStore: Send + Sync + 'static {
     fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// When `user`'s mute ends, if it has not yet.
     fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    /// Whether the store answers now (readiness and `hubcast_history_up`); stores kept in this process
+    /// always do.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The mute still in force among `until`.

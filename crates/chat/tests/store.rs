@@ -10,10 +10,12 @@
 )]
 
 use chrono::Utc;
-use hubcast_chat::{MessageStore, NoStore, PostgresStore, SqliteStore, direct_room};
+use hubcast_chat::{
+    MessageStore, NoStore, PostgresOptions, PostgresStore, SqliteStore, direct_room,
+};
 
 fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hubcast-chat-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("hubcast-chat-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("history.db")
@@ -31,9 +33,12 @@ fn room(name: &str) -> String {
 async fn postgres() -> PostgresStore {
     let config = std::env::var("HUBCAST_TEST_POSTGRES")
         .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".to_owned());
-    PostgresStore::connect(&config, None)
+    let store = PostgresStore::open(&config, &PostgresOptions::default()).unwrap();
+    store
+        .ping()
         .await
-        .expect("the local PostgreSQL (see the module doc)")
+        .expect("the local PostgreSQL (see the module doc)");
+    store
 }
 
 async fn paging(store: &dyn MessageStore) {

@@ -70,6 +70,10 @@ pub(crate) struct ServeArgs {
     /// Password of the PostgreSQL history, instead of one in `--history` (any characters).
     #[arg(long, env = "HUBCAST_HISTORY_PASSWORD", hide_env_values = true)]
     pub(crate) history_password: Option<String>,
+    /// CA certificates (PEM) the PostgreSQL server's certificate must chain to (with `sslmode` require,
+    /// verify-ca or verify-full) [default: the URL's `sslrootcert`, else the Mozilla roots].
+    #[arg(long, env = "HUBCAST_HISTORY_CA_FILE")]
+    pub(crate) history_ca_file: Option<std::path::PathBuf>,
     /// Directory of the chat page (`index.html`, `chat.js`, `style.css`, and `node_modules` with the
     /// SignalR browser bundle) [default: web].
     #[arg(long, env = "HUBCAST_WEB_ROOT")]

@@ -101,14 +101,54 @@ pub(crate) struct HistorySettings {
     pub(crate) url: String,
     /// The PostgreSQL password, apart from the URL.
     pub(crate) password: Option<Secret>,
+    /// libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`); else the URL's,
+    /// else `prefer`.
+    pub(crate) sslmode: Option<String>,
+    /// The CA certificates (PEM) the server's must chain to; else the URL's `sslrootcert`, else the
+    /// Mozilla roots.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PostgreSQL connections at most.
+    pub(crate) pool_size: usize,
+    /// Connecting may take this long.
+    #[serde(with = "humantime_serde")]
+    pub(crate) connect_timeout: Duration,
+    /// Each statement may take this long.
+    #[serde(with = "humantime_serde")]
+    pub(crate) statement_timeout: Duration,
 }
 
 impl Default for HistorySettings {
     fn default() -> Self {
+        let postgres = hubcast_chat::PostgresOptions::default();
         Self {
             url: "sqlite:hubcast.db".to_owned(),
             password: None,
+            sslmode: None,
+            ca_file: None,
+            pool_size: postgres.pool_size,
+            connect_timeout: postgres.connect_timeout,
+            statement_timeout: postgres.statement_timeout,
         }
+    }
+}
+
+impl HistorySettings {
+    /// The PostgreSQL store's options.
+    pub(crate) fn postgres(&self) -> Result<hubcast_chat::PostgresOptions, ConfigError> {
+        let tls = self
+            .sslmode
+            .as_deref()
+            .map(str::parse::<hubcast_chat::TlsMode>)
+            .transpose()
+            .map_err(|e| ConfigError::Setting(format!("history.sslmode: {e}")))?;
+        Ok(hubcast_chat::PostgresOptions {
+            password: self.password.as_ref().map(|p| p.expose().to_owned()),
+            tls,
+            ca_file: self.ca_file.clone(),
+            pool_size: self.pool_size,
+            connect_timeout: self.connect_timeout,
+            statement_timeout: self.statement_timeout,
+        })
     }
 }
 
@@ -214,6 +254,8 @@ struct FileConfig {
     shutdown_grace: Duration,
     #[serde(with = "humantime_serde")]
     drain_window: Duration,
+    #[serde(with = "humantime_serde")]
+    readiness_grace: Duration,
     allowed_origins: Vec<String>,
     web_root: PathBuf,
     log_format: LogFormat,
@@ -235,6 +277,7 @@ impl Default for FileConfig {
             node_id: String::new(),
             shutdown_grace: Duration::from_secs(10),
             drain_window: Duration::ZERO,
+            readiness_grace: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             web_root: PathBuf::from("web"),
             log_format: LogFormat::Text,
@@ -267,6 +310,9 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     /// On shutdown, connections are closed spread over this window (within the grace period).
     pub(crate) drain_window: Duration,
+    /// A dependency (backplane, history) that answered once may fail this long before `/ready` says
+    /// 503.
+    pub(crate) readiness_grace: Duration,
     pub(crate) allowed_origins: Vec<String>,
     /// The chat page's directory.
     pub(crate) web_root: PathBuf,
@@ -309,6 +355,7 @@ impl Config {
             node_id: Some(parsed.node_id).filter(|id| !id.is_empty()),
             shutdown_grace: parsed.shutdown_grace,
             drain_window: parsed.drain_window,
+            readiness_grace: parsed.readiness_grace,
             allowed_origins: parsed.allowed_origins,
             web_root: parsed.web_root,
             log_format: parsed.log_format,
@@ -467,6 +514,9 @@ impl Config {
                     "history: expected sqlite:PATH, postgres://… or none: {e}"
                 ))
             })?;
+            let options = self.history.postgres()?;
+            hubcast_chat::PostgresStore::open(history, &options)
+                .map_err(|e| ConfigError::Setting(format!("history: {e}")))?;
         }
         self.auth.validator(None)?;
         for hash in &self.control.api_key_sha256 {

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use hubcast_chat::{Chat, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub};
+use hubcast_chat::{
+    Chat, HistoryProbe, MessageStore, NoStore, PostgresStore, SqliteStore, chat_hub,
+};
 use hubcast_control::{ControlApi, ControlAuth};
 use hubcast_gateway::{GatewayBuilder, HubOptions};
 use hubcast_http::HttpMetrics;
@@ -120,13 +122,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(redis) = &chosen.redis {
         redis.register_metrics(&registry)?;
     }
-    let gateway = build_gateway(&config, &chosen, &registry, http_metrics.clone()).await?;
+    let (gateway, history) =
+        build_gateway(&config, &chosen, &registry, http_metrics.clone()).await?;
     let listener = bind(config.listen()).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
     // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
     // scraped until the process is about to exit.
-    let readiness = Readiness::default();
+    let readiness = Readiness::with_grace(config.readiness_grace);
+    watch_dependencies(readiness.clone(), chosen.redis.clone(), Some(history));
     let admin = Admin::start(admin_listener, readiness.clone(), registry, http_metrics);
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone(), readiness.clone());
@@ -159,7 +163,7 @@ async fn build_gateway(
     chosen: &backplane::Chosen,
     registry: &Registry,
     http_metrics: HttpMetrics,
-) -> anyhow::Result<hubcast_gateway::Gateway> {
+) -> anyhow::Result<(hubcast_gateway::Gateway, HistoryProbe)> {
     if chosen.redis.is_some() && config.history.url.starts_with("sqlite:") {
         tracing::warn!(
             "the chat history is a SQLite file of this node: with several nodes use \
@@ -210,8 +214,9 @@ async fn build_gateway(
         require_authentication: true,
         ..config.hub_options("chat")?
     };
-    let chat = Chat::new(history(config).await?);
+    let chat = Chat::new(history(config)?);
     chat.register_metrics(registry)?;
+    let probe = chat.history_probe();
     builder = builder.hub("/hubs/chat", chat_hub(chat), chat_options);
     let upstream_metrics = UpstreamMetrics::new();
     upstream_metrics.register(registry)?;
@@ -247,7 +252,55 @@ async fn build_gateway(
     if let (Some(handle), Some(context)) = (test_hub, gateway.hub_context("TestHub")) {
         let _ = handle.set(context);
     }
-    Ok(gateway)
+    Ok((gateway, probe))
+}
+
+/// Reports the backplane link and the history store to readiness, and logs when one is lost or back.
+/// Checked every second; while one fails, with a pause growing to 5 s between checks (a PostgreSQL
+/// that is down is retried, not hammered).
+fn watch_dependencies(
+    readiness: Readiness,
+    redis: Option<hubcast_backplane_redis::RedisBackplane>,
+    history: Option<HistoryProbe>,
+) {
+    tokio::spawn(async move {
+        let (mut backplane_was, mut history_was) = (true, true);
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let backplane = redis.as_ref().is_none_or(|r| r.status().connected);
+            if redis.is_some() {
+                readiness.report("backplane", backplane);
+                if backplane != backplane_was {
+                    tracing::warn!(up = backplane, "backplane link");
+                }
+            }
+            let history_ok = match &history {
+                Some(probe) => match probe.check(Duration::from_secs(2)).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        if history_was {
+                            tracing::warn!(%error, "the history store does not answer");
+                        }
+                        false
+                    }
+                },
+                None => true,
+            };
+            if history.is_some() {
+                readiness.report("history", history_ok);
+                if history_ok && !history_was {
+                    tracing::info!("the history store answers again");
+                }
+            }
+            (backplane_was, history_was) = (backplane, history_ok);
+            pause = if backplane && history_ok {
+                Duration::from_secs(1)
+            } else {
+                (pause * 2).min(Duration::from_secs(5))
+            };
+            tokio::time::sleep(pause).await;
+        }
+    });
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -396,18 +449,17 @@ async fn run_control(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The chat's message store, from `[history]`.
-async fn history(config: &Config) -> anyhow::Result<Arc<dyn MessageStore>> {
+/// The chat's message store, from `[history]`. PostgreSQL is not connected to yet: the node starts
+/// while the database is down, reports itself not ready, and catches up when it is back.
+fn history(config: &Config) -> anyhow::Result<Arc<dyn MessageStore>> {
     let spec = config.history.url.as_str();
-    let password = config.history.password.as_ref().map(|p| p.expose());
     if spec == "none" {
         return Ok(Arc::new(NoStore::default()));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Arc::new(
-            PostgresStore::connect(spec, password)
-                .await
-                .context("connecting to the history database")?,
+            PostgresStore::open(spec, &config.history.postgres()?)
+                .context("the history database settings")?,
         ));
     }
     if let Some(path) = spec.strip_prefix("sqlite:") {

@@ -7,6 +7,8 @@
 //!   none of it.
 //! - [`cluster`]: N gateway nodes in one process over one in-memory backplane, each on a real socket
 //!   (127.0.0.1:0), for cross-node tests that need no Redis server.
+//! - [`postgres`]: a private PostgreSQL cluster a test may stop, restart or configure for TLS.
 
 pub mod cluster;
 pub mod conformance;
+pub mod postgres;
