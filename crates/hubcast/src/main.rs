@@ -263,6 +263,13 @@ fn watch_dependencies(
     redis: Option<hubcast_backplane_redis::RedisBackplane>,
     history: Option<HistoryProbe>,
 ) {
+    // Not ready until each has answered once.
+    if redis.is_some() {
+        readiness.report("backplane", false);
+    }
+    if history.is_some() {
+        readiness.report("history", false);
+    }
     tokio::spawn(async move {
         let (mut backplane_was, mut history_was) = (true, true);
         let mut pause = Duration::from_secs(1);
