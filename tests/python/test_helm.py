@@ -41,10 +41,6 @@ BINARY = os.environ.get("HUBCAST_BIN") or str(DEFAULT_BIN)
 NODE_DIR = REPO / "tests" / "node"
 CRD_GROUPS = ("gateway.networking.k8s.io/", "monitoring.coreos.com/")
 
-# Variables the chart sets (with `redis.tls`) that the binary does not read yet: Redis over TLS is
-# issue 19's. Reported as xfail while `hubcast --help` lacks them; every other variable must exist.
-NEWER_VARIABLES = {"HUBCAST_BACKPLANE_CA_FILE"}
-NEWER_CONTROL_VARIABLES: set = set()
 
 
 def deep_merge(base, over):
@@ -225,17 +221,12 @@ def test_every_variable_the_chart_sets_exists_in_the_binary():
                  "allowedOrigins": ["*"]},
     })
     objects = render(values)
-    missing = []
-    for deployment, subcommand, newer in [("hc-gateway", "serve", NEWER_VARIABLES),
-                                          ("hc-control", "control", NEWER_VARIABLES | NEWER_CONTROL_VARIABLES)]:
+    for deployment, subcommand in [("hc-gateway", "serve"), ("hc-control", "control")]:
         text = subprocess.run([BINARY, subcommand, "--help"], check=True, capture_output=True, text=True).stdout
         names = [n for n in env_of(pod_of(objects, deployment)["containers"][0]) if n.startswith("HUBCAST_")]
         assert len(names) >= 8, names
         unknown = [n for n in names if f"env: {n}" not in text and not (n == "HUBCAST_LOG")]
-        assert set(unknown) <= newer, f"{subcommand}: {set(unknown) - newer} are not hubcast variables"
-        missing += [f"{subcommand}: {n}" for n in unknown]
-    if missing:
-        pytest.xfail(f"the binary under test predates {missing}")
+        assert not unknown, f"{subcommand}: {unknown} are not hubcast variables"
 
 
 def test_auth_log_and_credentials_reach_the_pods():

@@ -34,14 +34,22 @@ fn unavailable(error: impl std::fmt::Display) -> BackplaneError {
 }
 
 impl Commands {
-    pub(crate) fn new(topology: &Topology) -> Result<Self, BackplaneError> {
+    pub(crate) fn new(
+        topology: &Topology,
+        certificates: Option<&redis::TlsCertificates>,
+    ) -> Result<Self, BackplaneError> {
         let runtime = Some(Runtime::Tokio1);
         match topology {
             Topology::Standalone(url) => {
-                let mut config = deadpool_redis::Config::from_url(url.clone());
-                config.pool = Some(pool_config());
-                config
-                    .create_pool(runtime)
+                // The client carries the TLS settings (CA, client certificate) in its connection info.
+                let client =
+                    crate::topology::client(url.as_str(), certificates).map_err(unavailable)?;
+                let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+                    .map_err(unavailable)?;
+                deadpool_redis::Pool::builder(manager)
+                    .config(pool_config())
+                    .runtime(Runtime::Tokio1)
+                    .build()
                     .map(Self::Standalone)
                     .map_err(unavailable)
             }

@@ -26,6 +26,7 @@ mod topology;
 mod wire;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -67,13 +68,50 @@ pub struct RedisConfig {
     /// The password of every connection (servers and sentinels), set apart from the URL so that any
     /// characters work; the URL must then carry no credentials.
     pub password: Option<String>,
+    /// With a `rediss://` URL: the CA certificates (PEM) the server's certificate must chain to; else
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// With a `rediss://` URL: a client certificate and its key (PEM), for servers that ask for one
+    /// (`tls-auth-clients yes`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisConfig {
-    /// Checks the settings without connecting: the URL (with the credentials set apart) parses and the
-    /// node TTL leaves room for heartbeats.
+    /// Checks the settings without connecting: the URL (with the credentials set apart) parses, the
+    /// node TTL leaves room for heartbeats, the TLS files read.
     pub fn validate(&self) -> Result<(), SetupError> {
-        self.topology().map(|_| ())
+        self.topology()?;
+        self.certificates().map(|_| ())
+    }
+
+    /// The TLS files' contents, when any is set (with a `rediss://` URL only).
+    fn certificates(&self) -> Result<Option<redis::TlsCertificates>, SetupError> {
+        if self.ca_file.is_none() && self.client_cert.is_none() {
+            return Ok(None);
+        }
+        if !self.url.starts_with("rediss://") {
+            return Err(SetupError::Tls(
+                "a CA file or a client certificate needs a rediss:// URL (TLS to Sentinel and \
+                 Cluster is not supported yet)"
+                    .into(),
+            ));
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| SetupError::Tls(format!("{}: {e}", path.display())))
+        };
+        Ok(Some(redis::TlsCertificates {
+            root_cert: self.ca_file.as_ref().map(read).transpose()?,
+            client_tls: self
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| {
+                    Ok::<_, SetupError>(redis::ClientTlsConfig {
+                        client_cert: read(cert)?,
+                        client_key: read(key)?,
+                    })
+                })
+                .transpose()?,
+        }))
     }
 
     fn topology(&self) -> Result<Topology, SetupError> {
@@ -98,6 +136,8 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(5),
             username: None,
             password: None,
+            ca_file: None,
+            client_cert: None,
         }
     }
 }
@@ -114,6 +154,9 @@ pub enum SetupError {
     /// The operating system's random source failed.
     #[error(transparent)]
     Random(#[from] hubcast_protocol::ids::RandomError),
+    /// A TLS file cannot be used.
+    #[error("Redis TLS: {0}")]
+    Tls(String),
     /// Heartbeats come every third of the node TTL: it must leave room for them.
     #[error("the node TTL must be at least 300ms (got {0:?})")]
     NodeTtl(Duration),
@@ -141,6 +184,8 @@ pub struct Status {
     pub malformed: u64,
     /// How long the oldest send of the last batch published waited in the outbox.
     pub publish_lag: Duration,
+    /// Why the last connection attempt failed, while the link is down (never a secret).
+    pub last_error: Option<String>,
 }
 
 /// An answer to a command this node sent to another node.
@@ -175,8 +220,15 @@ impl RedisBackplane {
     /// for Redis, then starts anyway (serving local connections and queueing sends until it appears).
     pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
         let topology = config.topology()?;
-        let pubsub = Arc::new(pubsub::RedisPubSub::new(topology.clone()));
-        Self::start(config, topology, pubsub).await
+        let certificates = config.certificates()?;
+        // redis-rs builds its TLS configurations with the process's default provider: make sure there
+        // is one (ring), whatever else is linked in. Another one installed first is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pubsub = Arc::new(pubsub::RedisPubSub::new(
+            topology.clone(),
+            certificates.clone(),
+        ));
+        Self::start(config, topology, certificates, pubsub).await
     }
 
     /// A backplane whose pub/sub runs over `stub` (in memory) instead of Redis, for tests of the
@@ -188,15 +240,16 @@ impl RedisBackplane {
         stub: &MemoryPubSub,
     ) -> Result<Self, SetupError> {
         let topology = config.topology()?;
-        Self::start(config, topology, Arc::new(stub.clone())).await
+        Self::start(config, topology, None, Arc::new(stub.clone())).await
     }
 
     async fn start(
         config: RedisConfig,
         topology: Topology,
+        certificates: Option<redis::TlsCertificates>,
         pubsub: Arc<dyn pubsub::PubSub>,
     ) -> Result<Self, SetupError> {
-        let commands = Commands::new(&topology)?;
+        let commands = Commands::new(&topology, certificates.as_ref())?;
         let random = hubcast_protocol::ids::random_id()?;
         // 60 random bits: unique among live nodes; never `.`, which separates it in connection ids.
         let tag: String = random.chars().take(10).collect();
@@ -247,6 +300,7 @@ impl RedisBackplane {
             dropped: counters.dropped.load(Ordering::Relaxed),
             malformed: counters.malformed.load(Ordering::Relaxed),
             publish_lag: Duration::from_micros(counters.lag_micros.load(Ordering::Relaxed)),
+            last_error: self.inner.link.last_error(),
         }
     }
 

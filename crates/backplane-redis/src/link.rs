@@ -67,6 +67,8 @@ pub(crate) struct Link {
     queue_limit: usize,
     /// Wakes the flusher when a send is queued.
     queued: Notify,
+    /// Why the last connection attempt failed, while the link is down.
+    last_error: Mutex<Option<String>>,
     pub(crate) counters: Counters,
 }
 
@@ -84,6 +86,7 @@ impl Link {
             queue: Mutex::new(VecDeque::new()),
             queue_limit,
             queued: Notify::new(),
+            last_error: Mutex::new(None),
             counters: Counters::default(),
         })
     }
@@ -91,6 +94,18 @@ impl Link {
     /// Whether the link is up.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Why the last connection attempt failed, while the link is down.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
     }
 
     /// Sends waiting for the link to come back.
@@ -185,6 +200,7 @@ impl Link {
             let conn = match self.pubsub.connect(sender).await {
                 Ok(conn) => conn,
                 Err(error) => {
+                    self.set_last_error(Some(error.clone()));
                     failures += 1;
                     // The first failure and then one in twenty, so an outage does not flood the log.
                     if failures % 20 == 1 {
@@ -216,6 +232,7 @@ impl Link {
                 ));
                 backoff = MIN_BACKOFF;
                 failures = 0;
+                self.set_last_error(None);
                 if ever_connected {
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("Redis is back: channels resubscribed, publishing queued sends");

@@ -51,11 +51,15 @@ pub(crate) trait PubSubConnection: Send + Sync {
 /// Redis as the pub/sub server.
 pub(crate) struct RedisPubSub {
     topology: Topology,
+    certificates: Option<redis::TlsCertificates>,
 }
 
 impl RedisPubSub {
-    pub(crate) fn new(topology: Topology) -> Self {
-        Self { topology }
+    pub(crate) fn new(topology: Topology, certificates: Option<redis::TlsCertificates>) -> Self {
+        Self {
+            topology,
+            certificates,
+        }
     }
 
     async fn open(&self, pushes: mpsc::UnboundedSender<PushInfo>) -> RedisResult<RedisConnection> {
@@ -65,7 +69,7 @@ impl RedisPubSub {
             .set_response_timeout(Some(IO_TIMEOUT));
         match &self.topology {
             Topology::Standalone(url) => {
-                let client = redis::Client::open(resp3(url)?)?;
+                let client = crate::topology::client(resp3(url)?, self.certificates.as_ref())?;
                 let conn = client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;

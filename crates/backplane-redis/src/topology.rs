@@ -132,6 +132,17 @@ impl Topology {
     }
 }
 
+/// A client for `info`, with `certificates` (CA, client certificate) when given.
+pub(crate) fn client(
+    info: impl IntoConnectionInfo,
+    certificates: Option<&redis::TlsCertificates>,
+) -> redis::RedisResult<redis::Client> {
+    match certificates {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates.clone()),
+        None => redis::Client::open(info),
+    }
+}
+
 /// A standalone URL's connection info with RESP3 (pub/sub pushes on a multiplexed connection).
 pub(crate) fn resp3(url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
     let info = url.into_connection_info()?;

@@ -134,6 +134,25 @@ pub(crate) struct BackplaneArgs {
     /// characters work, no URL encoding needed.
     #[arg(long, env = "HUBCAST_BACKPLANE_PASSWORD", hide_env_values = true)]
     pub(crate) backplane_password: Option<String>,
+    /// With a `rediss://` URL: CA certificates (PEM) the Redis server's certificate must chain to
+    /// [default: the system's roots].
+    #[arg(long, env = "HUBCAST_BACKPLANE_CA_FILE")]
+    pub(crate) backplane_ca_file: Option<std::path::PathBuf>,
+    /// With a `rediss://` URL: a client certificate (PEM) for servers that ask for one, with
+    /// `--backplane-client-key`.
+    #[arg(
+        long,
+        env = "HUBCAST_BACKPLANE_CLIENT_CERT",
+        requires = "backplane_client_key"
+    )]
+    pub(crate) backplane_client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(
+        long,
+        env = "HUBCAST_BACKPLANE_CLIENT_KEY",
+        requires = "backplane_client_cert"
+    )]
+    pub(crate) backplane_client_key: Option<std::path::PathBuf>,
     /// Prefix of the backplane's Redis channels and keys (deployments sharing a Redis use different ones)
     /// [default: hubcast].
     #[arg(long, env = "HUBCAST_BACKPLANE_PREFIX")]

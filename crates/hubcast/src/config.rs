@@ -79,6 +79,11 @@ pub(crate) struct BackplaneSettings {
     pub(crate) username: Option<String>,
     /// Password, apart from the URL (any characters).
     pub(crate) password: Option<Secret>,
+    /// With `rediss://`: the CA certificates the server's must chain to.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// With `rediss://`: a client certificate and its key.
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 impl Default for BackplaneSettings {
@@ -89,6 +94,9 @@ impl Default for BackplaneSettings {
             node_ttl: Duration::from_millis(7_500),
             username: None,
             password: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -462,6 +470,18 @@ impl Config {
                 .clone()
                 .map(|p| Some(Secret(p))),
         );
+        set(
+            &mut self.backplane.ca_file,
+            backplane.backplane_ca_file.clone().map(Some),
+        );
+        set(
+            &mut self.backplane.client_cert,
+            backplane.backplane_client_cert.clone().map(Some),
+        );
+        set(
+            &mut self.backplane.client_key,
+            backplane.backplane_client_key.clone().map(Some),
+        );
         if !control.access_key.is_empty() {
             self.control.access_keys = control.access_key.iter().cloned().map(Secret).collect();
         }
@@ -502,6 +522,11 @@ impl Config {
                 ));
             }
         }
+        if self.backplane.client_cert.is_some() != self.backplane.client_key.is_some() {
+            return setting(
+                "backplane: a client certificate needs its key, and a key its certificate".into(),
+            );
+        }
         if self.backplane.url != "memory" {
             self.redis()
                 .validate()
@@ -535,6 +560,11 @@ impl Config {
             node_ttl: backplane.node_ttl,
             username: backplane.username.clone(),
             password: backplane.password.as_ref().map(|p| p.expose().to_owned()),
+            ca_file: backplane.ca_file.clone(),
+            client_cert: backplane
+                .client_cert
+                .clone()
+                .zip(backplane.client_key.clone()),
             ..hubcast_backplane_redis::RedisConfig::new(&backplane.url)
         }
     }
