@@ -2,7 +2,12 @@
 //! test: two nodes talk through it as an ACL user whose password is full of URL delimiters; another CA
 //! is refused and the status says why; a server that asks for client certificates gets one.
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[allow(dead_code)] // the plain-text servers of common are for the topology tests
 mod common;
