@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hubcast_gateway::HubOptions;
@@ -79,6 +79,8 @@ pub(crate) struct BackplaneSettings {
     pub(crate) username: Option<String>,
     /// Password, apart from the URL (any characters).
     pub(crate) password: Option<Secret>,
+    /// A file holding the password (a mounted Secret), instead of `password`.
+    password_file: Option<PathBuf>,
     /// With `rediss://`: the CA certificates the server's must chain to.
     pub(crate) ca_file: Option<PathBuf>,
     /// With `rediss://`: a client certificate and its key.
@@ -94,6 +96,7 @@ impl Default for BackplaneSettings {
             node_ttl: Duration::from_millis(7_500),
             username: None,
             password: None,
+            password_file: None,
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -109,6 +112,8 @@ pub(crate) struct HistorySettings {
     pub(crate) url: String,
     /// The PostgreSQL password, apart from the URL.
     pub(crate) password: Option<Secret>,
+    /// A file holding the password, instead of `password`.
+    password_file: Option<PathBuf>,
     /// libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`); else the URL's,
     /// else `prefer`.
     pub(crate) sslmode: Option<String>,
@@ -131,6 +136,7 @@ impl Default for HistorySettings {
         Self {
             url: "sqlite:hubcast.db".to_owned(),
             password: None,
+            password_file: None,
             sslmode: None,
             ca_file: None,
             pool_size: postgres.pool_size,
@@ -166,6 +172,8 @@ impl HistorySettings {
 pub(crate) struct AuthSettings {
     /// HMAC secret of HS256/384/512 tokens.
     pub(crate) jwt_secret: Option<Secret>,
+    /// A file holding it, instead of `jwt_secret`.
+    jwt_secret_file: Option<PathBuf>,
     /// PEM file of an RSA or EC public key.
     pub(crate) jwt_public_key: Option<PathBuf>,
     /// JWKS file.
@@ -178,6 +186,8 @@ pub(crate) struct AuthSettings {
     pub(crate) user_claims: Option<Vec<String>>,
     /// Signs session cookies (the same on every node).
     pub(crate) session_secret: Option<Secret>,
+    /// A file holding it, instead of `session_secret`.
+    session_secret_file: Option<PathBuf>,
     /// The dev login even though a key is configured.
     pub(crate) dev_login: bool,
 }
@@ -233,6 +243,8 @@ impl AuthSettings {
 pub(crate) struct ControlSettings {
     /// Access keys (bearer tokens signed HS256 with one are accepted).
     pub(crate) access_keys: Vec<Secret>,
+    /// A file holding them, one a line, instead of `access_keys`.
+    access_keys_file: Option<PathBuf>,
     /// SHA-256 (hex) of the API keys accepted in `X-API-Key`.
     pub(crate) api_key_sha256: Vec<String>,
     /// Requests without credentials are let in.
@@ -245,6 +257,7 @@ impl Default for ControlSettings {
     fn default() -> Self {
         Self {
             access_keys: Vec::new(),
+            access_keys_file: None,
             api_key_sha256: Vec::new(),
             anonymous: false,
             auth_failures: hubcast_control::DEFAULT_FREE_FAILURES,
@@ -301,6 +314,68 @@ impl Default for FileConfig {
     }
 }
 
+impl FileConfig {
+    /// Reads the `*_file` keys (Secrets mounted as files) into the secrets they hold.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        secret_from_file(
+            "backplane.password",
+            &mut self.backplane.password,
+            self.backplane.password_file.take(),
+        )?;
+        secret_from_file(
+            "history.password",
+            &mut self.history.password,
+            self.history.password_file.take(),
+        )?;
+        secret_from_file(
+            "auth.jwt_secret",
+            &mut self.auth.jwt_secret,
+            self.auth.jwt_secret_file.take(),
+        )?;
+        secret_from_file(
+            "auth.session_secret",
+            &mut self.auth.session_secret,
+            self.auth.session_secret_file.take(),
+        )?;
+        if let Some(path) = self.control.access_keys_file.take() {
+            if !self.control.access_keys.is_empty() {
+                return Err(both("control.access_keys"));
+            }
+            self.control.access_keys = read_secret("control.access_keys", &path)?
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(|line| Secret(line.to_owned()))
+                .collect();
+        }
+        Ok(())
+    }
+}
+
+fn both(key: &str) -> ConfigError {
+    ConfigError::Setting(format!("give {key} or {key}_file, not both"))
+}
+
+/// The file's text, its trailing line break left out (never in an error).
+fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Setting(format!("{key}_file {}: {e}", path.display())))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn secret_from_file(
+    key: &str,
+    secret: &mut Option<Secret>,
+    file: Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    let Some(path) = file else { return Ok(()) };
+    if secret.is_some() {
+        return Err(both(key));
+    }
+    *secret = Some(Secret(read_secret(key, &path)?));
+    Ok(())
+}
+
 /// Where `hubcast serve` listens unless told otherwise.
 const SERVE_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
@@ -347,10 +422,11 @@ impl Config {
         file: Option<&str>,
         env: &HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
-        let parsed: FileConfig = match file {
+        let mut parsed: FileConfig = match file {
             Some(text) => toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?,
             None => FileConfig::default(),
         };
+        parsed.read_secret_files()?;
         let mut hub = parsed.hub;
         for (key, raw) in env {
             if let Some(name) = key.strip_prefix(HUB_ENV_PREFIX) {
@@ -794,5 +870,45 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn secrets_come_from_files_whatever_their_characters() {
+        let dir = std::env::temp_dir().join(format!("hubcast-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("redis"), "p/a+s=s#w@o:rd\n").unwrap();
+        std::fs::write(dir.join("keys"), "first\n\nsecond\n").unwrap();
+        let file = format!(
+            "[backplane]\npassword_file = \"{0}/redis\"\n[control]\naccess_keys_file = \"{0}/keys\"\n",
+            dir.display()
+        );
+        let config = Config::load(Some(&file), &HashMap::new()).unwrap();
+        assert_eq!(
+            config.backplane.password.as_ref().map(Secret::expose),
+            Some("p/a+s=s#w@o:rd")
+        );
+        let keys: Vec<&str> = config
+            .control
+            .access_keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(keys, ["first", "second"]);
+        let twice = format!(
+            "[backplane]\npassword = \"x\"\npassword_file = \"{}/redis\"\n",
+            dir.display()
+        );
+        let error = Config::load(Some(&twice), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not both"), "{error}");
+        let missing = Config::load(
+            Some("[auth]\njwt_secret_file = \"/nonexistent/jwt\"\n"),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("/nonexistent/jwt"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
