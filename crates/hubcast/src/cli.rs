@@ -96,6 +96,14 @@ pub(crate) struct ServeArgs {
     /// JWKS file for bearer tokens (keys chosen by `kid`).
     #[arg(long, env = "HUBCAST_JWKS")]
     pub(crate) jwks: Option<PathBuf>,
+    /// JWKS URL of an identity provider: its keys are fetched, refreshed every `jwks_refresh` and when a
+    /// token names an unknown key (at most every `jwks_min_interval`).
+    #[arg(long, env = "HUBCAST_JWKS_URL")]
+    pub(crate) jwks_url: Option<String>,
+    /// An OpenID provider's issuer URL: its JWKS is found through
+    /// `/.well-known/openid-configuration`, and tokens must carry it as `iss`.
+    #[arg(long, env = "HUBCAST_OIDC_ISSUER")]
+    pub(crate) oidc_issuer: Option<String>,
     /// Required `iss` of bearer tokens.
     #[arg(long, env = "HUBCAST_JWT_ISSUER")]
     pub(crate) jwt_issuer: Option<String>,

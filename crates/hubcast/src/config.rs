@@ -167,7 +167,7 @@ impl HistorySettings {
 }
 
 /// `[auth]`: bearer tokens and session cookies.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AuthSettings {
     /// HMAC secret of HS256/384/512 tokens.
@@ -178,6 +178,16 @@ pub(crate) struct AuthSettings {
     pub(crate) jwt_public_key: Option<PathBuf>,
     /// JWKS file.
     pub(crate) jwks: Option<PathBuf>,
+    /// JWKS URL of an identity provider (fetched, refreshed).
+    pub(crate) jwks_url: Option<String>,
+    /// An OpenID provider: its `jwks_uri` is found through discovery, and `iss` must be it.
+    pub(crate) oidc_issuer: Option<String>,
+    /// The keys of a URL are fetched again this often.
+    #[serde(with = "humantime_serde")]
+    pub(crate) jwks_refresh: Duration,
+    /// … and on a token with an unknown key id, but never more often than this.
+    #[serde(with = "humantime_serde")]
+    pub(crate) jwks_min_interval: Duration,
     /// Required `iss`.
     pub(crate) issuer: Option<String>,
     /// Required `aud`.
@@ -192,15 +202,45 @@ pub(crate) struct AuthSettings {
     pub(crate) dev_login: bool,
 }
 
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwks: None,
+            jwks_url: None,
+            oidc_issuer: None,
+            jwks_refresh: Duration::from_secs(600),
+            jwks_min_interval: Duration::from_secs(30),
+            issuer: None,
+            audience: None,
+            user_claims: None,
+            session_secret: None,
+            session_secret_file: None,
+            dev_login: false,
+        }
+    }
+}
+
 impl AuthSettings {
     /// Whether a token key is configured (else: dev mode).
     pub(crate) fn key_configured(&self) -> bool {
-        self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.jwks.is_some()
+        self.jwt_secret.is_some()
+            || self.jwt_public_key.is_some()
+            || self.jwks.is_some()
+            || self.jwks_url.is_some()
+            || self.oidc_issuer.is_some()
     }
 
     /// The bearer-token validation these settings describe, with `secret` as the HMAC key when no
     /// other key is set (dev mode's random secret); reads the key files.
-    pub(crate) fn validator(&self, secret: Option<&[u8]>) -> Result<Option<JwtAuth>, ConfigError> {
+    /// `shared` holds the keys of `jwks_url` or `oidc_issuer`, kept fresh elsewhere.
+    pub(crate) fn validator(
+        &self,
+        secret: Option<&[u8]>,
+        shared: Option<std::sync::Arc<hubcast_gateway::auth::SharedJwks>>,
+    ) -> Result<Option<JwtAuth>, ConfigError> {
         let read = |path: &PathBuf| {
             std::fs::read(path)
                 .map_err(|e| ConfigError::Setting(format!("reading {}: {e}", path.display())))
@@ -208,7 +248,9 @@ impl AuthSettings {
         let invalid = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
             ConfigError::Setting(format!("{what} {}: {e}", path.display()))
         };
-        let auth = if let Some(path) = &self.jwks {
+        let auth = if let Some(shared) = shared {
+            JwtAuth::shared_jwks(shared)
+        } else if let Some(path) = &self.jwks {
             JwtAuth::jwks(&read(path)?).map_err(|e| invalid("JWKS", path, &e))?
         } else if let Some(path) = &self.jwt_public_key {
             JwtAuth::public_key_pem(&read(path)?).map_err(|e| invalid("public key", path, &e))?
@@ -226,7 +268,7 @@ impl AuthSettings {
             Some(claims) => auth.with_user_claims(claims.clone()),
             None => auth,
         };
-        let auth = match &self.issuer {
+        let auth = match self.issuer.as_ref().or(self.oidc_issuer.as_ref()) {
             Some(issuer) => auth.with_issuer(issuer),
             None => auth,
         };
@@ -489,6 +531,11 @@ impl Config {
             args.jwt_public_key.clone().map(Some),
         );
         set(&mut self.auth.jwks, args.jwks.clone().map(Some));
+        set(&mut self.auth.jwks_url, args.jwks_url.clone().map(Some));
+        set(
+            &mut self.auth.oidc_issuer,
+            args.oidc_issuer.clone().map(Some),
+        );
         set(&mut self.auth.issuer, args.jwt_issuer.clone().map(Some));
         set(&mut self.auth.audience, args.jwt_audience.clone().map(Some));
         set(
@@ -619,7 +666,17 @@ impl Config {
             hubcast_chat::PostgresStore::open(history, &options)
                 .map_err(|e| ConfigError::Setting(format!("history: {e}")))?;
         }
-        self.auth.validator(None)?;
+        self.auth.validator(None, None)?;
+        for (key, url) in [
+            ("auth.jwks_url", &self.auth.jwks_url),
+            ("auth.oidc_issuer", &self.auth.oidc_issuer),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return setting(format!("{key} must be an https:// (or http://) URL"));
+            }
+        }
         for hash in &self.control.api_key_sha256 {
             hubcast_control::ControlAuth::default()
                 .with_api_key_sha256(hash)
@@ -819,7 +876,7 @@ mod tests {
         assert_eq!(config.redis().password.as_deref(), Some("p/a+s=s#"));
         assert_eq!(config.control.auth_failures, 3);
         assert_eq!(config.auth.issuer.as_deref(), Some("https://idp"));
-        assert!(config.auth.validator(None).unwrap().is_some());
+        assert!(config.auth.validator(None, None).unwrap().is_some());
         // Secrets never show in a debug print.
         let shown = format!("{config:?}");
         assert!(

@@ -4,6 +4,7 @@ mod backplane;
 mod chat_client;
 mod cli;
 mod config;
+mod jwks;
 mod web;
 
 use std::collections::HashMap;
@@ -190,7 +191,8 @@ async fn build_gateway(
              this process. Do not expose this node."
         );
     }
-    let bearer = auth.validator(secret.as_deref())?.map(Arc::new);
+    let shared = identity_provider_keys(auth, registry).await?;
+    let bearer = auth.validator(secret.as_deref(), shared)?.map(Arc::new);
     if let Some(bearer) = &bearer {
         builder = builder.authentication(bearer.clone());
     }
@@ -308,6 +310,27 @@ fn watch_dependencies(
             tokio::time::sleep(pause).await;
         }
     });
+}
+
+/// The keys of `auth.jwks_url`, or of the OpenID provider `auth.oidc_issuer` (found through
+/// discovery), fetched now and kept fresh; `None` without either.
+async fn identity_provider_keys(
+    auth: &config::AuthSettings,
+    registry: &Registry,
+) -> anyhow::Result<Option<Arc<hubcast_gateway::auth::SharedJwks>>> {
+    let url = match (&auth.jwks_url, &auth.oidc_issuer) {
+        (Some(url), _) => url.clone(),
+        (None, Some(issuer)) => jwks::discover(issuer)
+            .await
+            .with_context(|| format!("OpenID discovery of {issuer}"))?,
+        (None, None) => return Ok(None),
+    };
+    let source = jwks::JwksSource::new(url, registry)?;
+    let keys = source.keys();
+    source
+        .start(auth.jwks_refresh, auth.jwks_min_interval)
+        .await;
+    Ok(Some(keys))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {

@@ -65,6 +65,41 @@ pub enum AuthError {
 enum Keys {
     Single(DecodingKey),
     Set(JwkSet),
+    Shared(std::sync::Arc<SharedJwks>),
+}
+
+/// A JWKS that is replaced while tokens are validated (one fetched from an identity provider's URL,
+/// which rotates its keys), and that says when a token names a key it does not have, so whoever keeps
+/// it fresh can fetch it again.
+#[derive(Debug, Default)]
+pub struct SharedJwks {
+    set: std::sync::RwLock<JwkSet>,
+    unknown_kid: tokio::sync::Notify,
+}
+
+impl SharedJwks {
+    /// Replaces the keys with those of a JWKS document; the old ones stay on error.
+    pub fn replace(&self, json: &[u8]) -> Result<usize, AuthError> {
+        let set: JwkSet =
+            serde_json::from_slice(json).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
+        let count = set.keys.len();
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+        Ok(count)
+    }
+
+    /// Resolves when a token named a key the set does not have (since the last call).
+    pub async fn unknown_kid(&self) {
+        self.unknown_kid.notified().await;
+    }
+
+    fn key(&self, kid: &str) -> Option<jsonwebtoken::jwk::Jwk> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let key = set.find(kid).cloned();
+        if key.is_none() {
+            self.unknown_kid.notify_one();
+        }
+        key
+    }
 }
 
 /// Validates JWT bearer tokens.
@@ -123,12 +158,19 @@ impl JwtAuth {
     pub fn jwks(json: &[u8]) -> Result<Self, AuthError> {
         let set: JwkSet =
             serde_json::from_slice(json).map_err(|e| AuthError::InvalidKey(e.to_string()))?;
-        let algorithms = RSA
-            .into_iter()
+        Ok(Self::new(Keys::Set(set), Self::jwks_algorithms()))
+    }
+
+    /// The keys of `shared`, as they are at each validation (see [`SharedJwks`]).
+    pub fn shared_jwks(shared: std::sync::Arc<SharedJwks>) -> Self {
+        Self::new(Keys::Shared(shared), Self::jwks_algorithms())
+    }
+
+    fn jwks_algorithms() -> Vec<Algorithm> {
+        RSA.into_iter()
             .chain(EC)
             .chain([Algorithm::EdDSA])
-            .collect();
-        Ok(Self::new(Keys::Set(set), algorithms))
+            .collect()
     }
 
     /// Requires the `iss` claim to be `issuer`.
@@ -171,12 +213,43 @@ impl JwtAuth {
                     .as_deref()
                     .and_then(|kid| set.find(kid))
                     .ok_or_else(|| AuthError::InvalidToken("no key with the token's kid".into()))?;
-                let key = DecodingKey::from_jwk(jwk).map_err(invalid)?;
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation)
+                self.decode_with_jwk(token, jwk)
+            }
+            Keys::Shared(shared) => {
+                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+                let jwk = header
+                    .kid
+                    .as_deref()
+                    .and_then(|kid| shared.key(kid))
+                    .ok_or_else(|| AuthError::InvalidToken("no key with the token's kid".into()))?;
+                self.decode_with_jwk(token, &jwk)
             }
         }
         .map_err(invalid)?;
         user_from_claims(data.claims, &self.user_claims)
+    }
+}
+
+impl JwtAuth {
+    /// Decodes with a key of a JWKS: the algorithms allowed are those of the key's family only
+    /// (jsonwebtoken refuses a validation that lists another family's).
+    fn decode_with_jwk(
+        &self,
+        token: &str,
+        jwk: &jsonwebtoken::jwk::Jwk,
+    ) -> jsonwebtoken::errors::Result<jsonwebtoken::TokenData<Map<String, Value>>> {
+        use jsonwebtoken::jwk::AlgorithmParameters;
+        let key = DecodingKey::from_jwk(jwk)?;
+        let family: Vec<Algorithm> = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => RSA.to_vec(),
+            AlgorithmParameters::EllipticCurve(_) => EC.to_vec(),
+            AlgorithmParameters::OctetKeyPair(_) => vec![Algorithm::EdDSA],
+            // Symmetric keys (and kinds this version does not know) are never taken from a JWKS.
+            _ => Vec::new(),
+        };
+        let mut validation = self.validation.clone();
+        validation.algorithms = family;
+        jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
     }
 }
 

@@ -112,7 +112,11 @@ async fn authenticate<B>(
     let presented = token.is_some();
     let mut bearer = None;
     if let Some(token) = &token {
-        bearer = validator.and_then(|auth| auth.validate(token).ok());
+        bearer = validator.and_then(|auth| {
+            auth.validate(token)
+                .inspect_err(|error| tracing::debug!(%error, "bearer token refused"))
+                .ok()
+        });
         if bearer.is_none()
             && let Some(sessions) = sessions
         {
