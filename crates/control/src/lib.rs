@@ -289,6 +289,7 @@ impl ControlApi {
         listener: tokio::net::TcpListener,
         limits: &hubcast_http::ServerLimits,
         metrics: &hubcast_http::HttpMetrics,
+        tls: Option<hubcast_http::Tls>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         let handler = move |mut request: Request<Incoming>, remote| {
@@ -296,7 +297,7 @@ impl ControlApi {
             let api = self.clone();
             async move { api.handle(request).await }
         };
-        hubcast_http::serve(listener, limits, metrics, shutdown, handler).await;
+        hubcast_http::serve(listener, limits, metrics, tls, shutdown, handler).await;
     }
 
     /// Lets `:generateToken` issue client tokens signed HS256 with `key` (the gateway's token secret).

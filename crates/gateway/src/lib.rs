@@ -58,6 +58,7 @@ pub(crate) struct GatewayInner {
     pub(crate) limits: ServerLimits,
     pub(crate) http_metrics: hubcast_http::HttpMetrics,
     pub(crate) metrics: Arc<metrics::GatewayMetrics>,
+    pub(crate) tls: Option<hubcast_http::Tls>,
 }
 
 /// Why a gateway could not be built.
@@ -106,6 +107,7 @@ pub struct GatewayBuilder {
     fallback: Option<RouteHandler>,
     limits: ServerLimits,
     http_metrics: hubcast_http::HttpMetrics,
+    tls: Option<hubcast_http::Tls>,
 }
 
 impl GatewayBuilder {
@@ -124,6 +126,7 @@ impl GatewayBuilder {
             fallback: None,
             limits: ServerLimits::default(),
             http_metrics: hubcast_http::HttpMetrics::new(),
+            tls: None,
         }
     }
 
@@ -137,6 +140,12 @@ impl GatewayBuilder {
     /// listeners; by default a set of its own that no registry shows.
     pub fn http_metrics(mut self, metrics: hubcast_http::HttpMetrics) -> Self {
         self.http_metrics = metrics;
+        self
+    }
+
+    /// Serves every connection over TLS (HTTPS and `wss://`).
+    pub fn tls(mut self, tls: hubcast_http::Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -273,6 +282,7 @@ impl GatewayBuilder {
                 limits: self.limits,
                 http_metrics: self.http_metrics,
                 metrics,
+                tls: self.tls,
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,

@@ -136,6 +136,7 @@ pub async fn serve(
     readiness: Readiness,
     registry: Registry,
     metrics: &HttpMetrics,
+    tls: Option<crate::Tls>,
     shutdown: CancellationToken,
 ) {
     let handler = move |request: Request<Incoming>, _| {
@@ -155,6 +156,7 @@ pub async fn serve(
         listener,
         &ServerLimits::default(),
         metrics,
+        tls,
         shutdown,
         handler,
     )

@@ -18,6 +18,7 @@ pub mod admin;
 mod listener;
 mod metrics;
 pub mod throttle;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use listener::{Place, ServerLimits};
 pub use metrics::HttpMetrics;
+pub use tls::Tls;
 
 /// The client's address, for handlers that need it in the request (custom routes; [`serve`] hands it
 /// to its handler beside the request, so plain requests carry no extensions map).
@@ -81,10 +83,14 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 /// The handler gets each request with its client's address. An upgrade request carries the
 /// connection's [`Place`] in its extensions: the upgraded socket keeps it, so it counts against the
 /// caps for as long as it is open.
+///
+/// With `tls`, every connection is TLS (HTTP/1.1 inside, WebSocket upgrades included); its handshake
+/// must complete within the header-read timeout.
 pub async fn serve<H, F>(
     listener: TcpListener,
     limits: &ServerLimits,
     metrics: &HttpMetrics,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
     handler: H,
 ) where
@@ -94,6 +100,7 @@ pub async fn serve<H, F>(
     let admission = listener::Admission::new(limits, metrics.clone());
     let http1 = limits.http1();
     let errors = listener::ErrorLog::new(metrics.clone());
+    let handshake_timeout = limits.header_read_timeout;
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -107,33 +114,69 @@ pub async fn serve<H, F>(
         let handler = handler.clone();
         let closing = shutdown.clone();
         let http1 = http1.clone();
-        tokio::spawn(async move {
-            let place = Place::new(admitted);
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let handler = handler.clone();
-                // Only an upgrade outlives this task; other requests need no place of their own.
-                if request.headers().contains_key(header::UPGRADE) {
-                    request.extensions_mut().insert(place.clone());
-                }
-                async move { Ok::<_, Infallible>(hygiene(request, remote, handler).await) }
-            });
-            let connection = http1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            // On shutdown a kept-alive HTTP connection takes no new request: clients reconnecting
-            // automatically must go to another node, not back to this one.
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = closing.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::trace!(%error, "HTTP connection ended with an error");
+        let place = Place::new(admitted);
+        // Two monomorphic paths rather than one over an enum of streams: a plain connection carries
+        // no TLS state, not even an empty variant's room.
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(
+                    stream, remote, place, http1, handler, closing,
+                ));
             }
-        });
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, remote, place, http1, handler, closing).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection until it ends or the shutdown.
+async fn serve_connection<IO, H, F>(
+    io: IO,
+    remote: SocketAddr,
+    place: Place,
+    http1: hyper::server::conn::http1::Builder,
+    handler: H,
+    closing: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let handler = handler.clone();
+        // Only an upgrade outlives this task; other requests need no place of their own.
+        if request.headers().contains_key(header::UPGRADE) {
+            request.extensions_mut().insert(place.clone());
+        }
+        async move { Ok::<_, Infallible>(hygiene(request, remote, handler).await) }
+    });
+    let connection = http1
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    // On shutdown a kept-alive HTTP connection takes no new request: clients reconnecting
+    // automatically must go to another node, not back to this one.
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = closing.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::trace!(%error, "HTTP connection ended with an error");
     }
 }
 

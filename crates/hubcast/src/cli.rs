@@ -60,6 +60,8 @@ pub(crate) struct ServeArgs {
     pub(crate) backplane: BackplaneArgs,
     #[command(flatten)]
     pub(crate) control: ControlAccess,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// On SIGTERM, close connections spread over this window [default: `drain_window` in the file, 0s].
     #[arg(long, env = "HUBCAST_DRAIN_WINDOW")]
     pub(crate) drain_window: Option<humantime::Duration>,
@@ -171,6 +173,18 @@ pub(crate) struct BackplaneArgs {
     pub(crate) node_ttl: Option<humantime::Duration>,
 }
 
+/// TLS on the listeners.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TlsArgs {
+    /// Certificate chain (PEM) of the client listener, which then speaks only TLS (HTTPS, wss://); the
+    /// file is read again when it changes.
+    #[arg(long, env = "HUBCAST_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "HUBCAST_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
 /// Who may call the control API (`/api`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ControlAccess {
@@ -210,6 +224,8 @@ pub(crate) struct ControlArgs {
     pub(crate) backplane: BackplaneArgs,
     #[command(flatten)]
     pub(crate) control: ControlAccess,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// HMAC secret of the gateways' client tokens, so `:generateToken` can issue them.
     #[arg(long, env = "HUBCAST_JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,

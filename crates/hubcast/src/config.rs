@@ -279,6 +279,32 @@ impl AuthSettings {
     }
 }
 
+/// `[tls]`: TLS on the listeners.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsSettings {
+    /// The certificate chain (PEM); with `key`, the client listener speaks only TLS.
+    pub(crate) cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub(crate) key: Option<PathBuf>,
+    /// The files are checked this often, and a changed certificate served from then on.
+    #[serde(with = "humantime_serde")]
+    pub(crate) reload: Duration,
+    /// The admin listener speaks TLS too (probes then use HTTPS).
+    pub(crate) admin: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            reload: Duration::from_secs(10),
+            admin: false,
+        }
+    }
+}
+
 /// `[control]`: who may call the control API.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -327,6 +353,7 @@ struct FileConfig {
     history: HistorySettings,
     auth: AuthSettings,
     control: ControlSettings,
+    tls: TlsSettings,
     hub: toml::Table,
     hubs: BTreeMap<String, toml::Table>,
     upstreams: Vec<UpstreamOptions>,
@@ -349,6 +376,7 @@ impl Default for FileConfig {
             history: HistorySettings::default(),
             auth: AuthSettings::default(),
             control: ControlSettings::default(),
+            tls: TlsSettings::default(),
             hub: toml::Table::new(),
             hubs: BTreeMap::new(),
             upstreams: Vec::new(),
@@ -448,6 +476,7 @@ pub(crate) struct Config {
     pub(crate) history: HistorySettings,
     pub(crate) auth: AuthSettings,
     pub(crate) control: ControlSettings,
+    pub(crate) tls: TlsSettings,
     /// Upstream hubs: methods and connection events go to an HTTP backend.
     pub(crate) upstreams: Vec<UpstreamOptions>,
     /// Mount the test hubs (`serve --conformance`).
@@ -490,6 +519,7 @@ impl Config {
             history: parsed.history,
             auth: parsed.auth,
             control: parsed.control,
+            tls: parsed.tls,
             upstreams: parsed.upstreams,
             #[cfg(feature = "conformance")]
             conformance: false,
@@ -551,7 +581,7 @@ impl Config {
         {
             self.conformance = args.conformance;
         }
-        self.apply_shared(&args.backplane, &args.control);
+        self.apply_shared(&args.backplane, &args.control, &args.tls);
     }
 
     /// Lays `hubcast control`'s flags and environment over the file.
@@ -565,14 +595,17 @@ impl Config {
         );
         set(&mut self.auth.issuer, args.jwt_issuer.clone().map(Some));
         set(&mut self.auth.audience, args.jwt_audience.clone().map(Some));
-        self.apply_shared(&args.backplane, &args.control);
+        self.apply_shared(&args.backplane, &args.control, &args.tls);
     }
 
     fn apply_shared(
         &mut self,
         backplane: &crate::cli::BackplaneArgs,
         control: &crate::cli::ControlAccess,
+        tls: &crate::cli::TlsArgs,
     ) {
+        set(&mut self.tls.cert, tls.tls_cert.clone().map(Some));
+        set(&mut self.tls.key, tls.tls_key.clone().map(Some));
         set(&mut self.backplane.url, backplane.backplane.clone());
         set(
             &mut self.backplane.prefix,
@@ -675,6 +708,18 @@ impl Config {
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
                 return setting(format!("{key} must be an https:// (or http://) URL"));
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => {
+                hubcast_http::Tls::load(cert, key)
+                    .map_err(|e| ConfigError::Setting(format!("tls: {e}")))?;
+            }
+            (None, None) => {}
+            _ => {
+                return setting(
+                    "tls: a certificate needs its key, and a key its certificate".into(),
+                );
             }
         }
         for hash in &self.control.api_key_sha256 {

@@ -123,8 +123,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(redis) = &chosen.redis {
         redis.register_metrics(&registry)?;
     }
-    let (gateway, history) =
-        build_gateway(&config, &chosen, &registry, http_metrics.clone()).await?;
+    let tls = listener_tls(&config)?;
+    let (gateway, history) = build_gateway(
+        &config,
+        &chosen,
+        &registry,
+        http_metrics.clone(),
+        tls.clone(),
+    )
+    .await?;
     let listener = bind(config.listen()).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
@@ -132,7 +139,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // scraped until the process is about to exit.
     let readiness = Readiness::with_grace(config.readiness_grace);
     watch_dependencies(readiness.clone(), chosen.redis.clone(), Some(history));
-    let admin = Admin::start(admin_listener, readiness.clone(), registry, http_metrics);
+    let admin_tls = tls.filter(|_| config.tls.admin);
+    let admin = Admin::start(
+        admin_listener,
+        readiness.clone(),
+        registry,
+        http_metrics,
+        admin_tls,
+    );
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone(), readiness.clone());
     readiness.set(true);
@@ -164,6 +178,7 @@ async fn build_gateway(
     chosen: &backplane::Chosen,
     registry: &Registry,
     http_metrics: HttpMetrics,
+    tls: Option<hubcast_http::Tls>,
 ) -> anyhow::Result<(hubcast_gateway::Gateway, HistoryProbe)> {
     if chosen.redis.is_some() && config.history.url.starts_with("sqlite:") {
         tracing::warn!(
@@ -176,6 +191,9 @@ async fn build_gateway(
         .server_limits(config.server.clone())
         .http_metrics(http_metrics)
         .allowed_origins(config.allowed_origins.clone());
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
     // Without any key configured: dev mode, with a secret made up for this process.
     let auth = &config.auth;
     let random = hubcast_protocol::ids::random_id()?.into_bytes();
@@ -333,6 +351,17 @@ async fn identity_provider_keys(
     Ok(Some(keys))
 }
 
+/// The listeners' TLS (`[tls]`, `--tls-cert`, `--tls-key`), its files checked for a rotation every
+/// `tls.reload`.
+fn listener_tls(config: &Config) -> anyhow::Result<Option<hubcast_http::Tls>> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(None);
+    };
+    let tls = hubcast_http::Tls::load(cert, key)?;
+    tls.reload_every(config.tls.reload, CancellationToken::new());
+    Ok(Some(tls))
+}
+
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -351,11 +380,12 @@ impl Admin {
         readiness: Readiness,
         registry: Registry,
         metrics: HttpMetrics,
+        tls: Option<hubcast_http::Tls>,
     ) -> Self {
         let stop = CancellationToken::new();
         let stopping = stop.clone();
         let task = tokio::spawn(async move {
-            admin::serve(listener, readiness, registry, &metrics, stopping).await;
+            admin::serve(listener, readiness, registry, &metrics, tls, stopping).await;
         });
         Self { stop, task }
     }
@@ -458,12 +488,16 @@ async fn run_control(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.listen()).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
-    let readiness = Readiness::default();
+    let readiness = Readiness::with_grace(config.readiness_grace);
+    watch_dependencies(readiness.clone(), chosen.redis.clone(), None);
+    let tls = listener_tls(&config)?;
+    let admin_tls = tls.clone().filter(|_| config.tls.admin);
     let admin = Admin::start(
         admin_listener,
         readiness.clone(),
         registry,
         http_metrics.clone(),
+        admin_tls,
     );
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone(), readiness.clone());
@@ -473,7 +507,7 @@ async fn run_control(config: Config) -> anyhow::Result<()> {
         "control API listening on {}",
         listener.local_addr()?
     );
-    api.serve(listener, &config.server, &http_metrics, shutdown)
+    api.serve(listener, &config.server, &http_metrics, tls, shutdown)
         .await;
     admin.stop().await;
     Ok(())

@@ -38,8 +38,9 @@ pub(crate) async fn serve(
 ) {
     let limits = inner.limits.clone();
     let metrics = inner.http_metrics.clone();
+    let tls = inner.tls.clone();
     let handler = move |request, remote| dispatch(inner.clone(), request, remote);
-    hubcast_http::serve(listener, &limits, &metrics, shutdown, handler).await;
+    hubcast_http::serve(listener, &limits, &metrics, tls, shutdown, handler).await;
 }
 
 /// Routes one request.
