@@ -122,7 +122,7 @@ def test_values_match_the_schema(name, values):
     {"gateway": {"probes": {"readiness": {"timeoutSeconds": "5"}}}},
     {"redis": {"url": "redis://:s3cret@redis:6379"}},              # a password in the URL
     {"history": {"url": "postgres://hubcast:s3cret@db/hubcast"}},
-    {"redis": {"mode": "sentinel", "tls": {"enabled": True}}},     # TLS needs a URL outside standalone
+    {"redis": {"sentinelPassword": {"name": "x"}}},                # secretName and key, nothing else
     {"serviceMonitor": {"interval": "thirty seconds"}},
     {"log": {"format": "xml"}},
     {"imagePullSecret": [{"name": "x"}]},
@@ -177,9 +177,13 @@ def test_lints_and_renders_valid_objects(name, values, tmp_path):
         assert backplane == settings["redis"]["url"]
     else:
         scheme = {"standalone": "redis://", "sentinel": "redis+sentinel://", "cluster": "redis+cluster://"}
-        assert backplane.startswith(scheme[settings["redis"]["mode"]])
+        scheme = scheme[settings["redis"]["mode"]]
+        if settings["redis"]["tls"]["enabled"]:
+            scheme = scheme.replace("redis", "rediss", 1)
+        assert backplane.startswith(scheme), backplane
     # Every secret comes from a secretKeyRef, none in a value.
     for secret in ["HUBCAST_JWT_SECRET", "HUBCAST_ACCESS_KEY", "HUBCAST_BACKPLANE_PASSWORD",
+                   "HUBCAST_BACKPLANE_SENTINEL_PASSWORD",
                    "HUBCAST_HISTORY_PASSWORD", "HUBCAST_SESSION_SECRET"]:
         if secret in env:
             assert "secretKeyRef" in env[secret]["valueFrom"], env[secret]
@@ -312,6 +316,19 @@ def test_standalone_tls_builds_a_rediss_url():
     env = env_of(pod_of(objects, "hc-gateway")["containers"][0])
     assert env["HUBCAST_BACKPLANE"]["value"] == "rediss://cache:6380/0"
     assert "HUBCAST_BACKPLANE_CA_FILE" not in env     # the system roots, when no CA is given
+
+
+def test_tls_and_the_sentinels_password_reach_every_mode():
+    values = {"redis": {"mode": "sentinel", "addresses": ["s1:26379", "s2:26379"], "tls": {"enabled": True},
+                        "sentinelPassword": {"secretName": "redis", "key": "sentinel-password"}}}
+    env = env_of(pod_of(render(values), "hc-gateway")["containers"][0])
+    assert env["HUBCAST_BACKPLANE"]["value"] == "rediss+sentinel://s1:26379,s2:26379/mymaster/0"
+    assert env["HUBCAST_BACKPLANE_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis", "key": "sentinel-password"}
+    cluster = {"redis": {"mode": "cluster", "addresses": ["a:6379", "b:6379"], "tls": {"enabled": True}}}
+    env = env_of(pod_of(render(cluster), "hc-gateway")["containers"][0])
+    assert env["HUBCAST_BACKPLANE"]["value"] == "rediss+cluster://a:6379,b:6379"
+    assert "HUBCAST_BACKPLANE_SENTINEL_PASSWORD" not in env
 
 
 def test_the_in_memory_backplane_is_for_one_gateway_only():

@@ -53,7 +53,7 @@ use wire::{Channel, Channels, NodeMessage};
 /// How to reach Redis and how the backplane behaves.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://…`, `redis+sentinel://…` or `redis+cluster://…`.
+    /// `redis://…`, `redis+sentinel://…` or `redis+cluster://…`; `rediss…` for TLS.
     pub url: String,
     /// Prefix of every channel and key, so several deployments can share one Redis.
     pub prefix: String,
@@ -65,13 +65,17 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// The ACL username of every connection, set apart from the URL.
     pub username: Option<String>,
-    /// The password of every connection (servers and sentinels), set apart from the URL so that any
-    /// characters work; the URL must then carry no credentials.
+    /// The password of every Redis server connection, set apart from the URL so that any characters
+    /// work; the URL must then carry no credentials.
     pub password: Option<String>,
-    /// With a `rediss://` URL: the CA certificates (PEM) the server's certificate must chain to; else
+    /// With Sentinel: the sentinels' own ACL username, if they ask for one.
+    pub sentinel_username: Option<String>,
+    /// With Sentinel: the sentinels' own password (their `requirepass`), if they ask for one.
+    pub sentinel_password: Option<String>,
+    /// Over TLS (`rediss…`): the CA certificates (PEM) the servers' certificates must chain to; else
     /// the system's roots.
     pub ca_file: Option<PathBuf>,
-    /// With a `rediss://` URL: a client certificate and its key (PEM), for servers that ask for one
+    /// Over TLS (`rediss…`): a client certificate and its key (PEM), for servers that ask for one
     /// (`tls-auth-clients yes`).
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
@@ -89,10 +93,10 @@ impl RedisConfig {
         if self.ca_file.is_none() && self.client_cert.is_none() {
             return Ok(None);
         }
-        if !self.url.starts_with("rediss://") {
+        if !self.url.starts_with("rediss") {
             return Err(SetupError::Tls(
-                "a CA file or a client certificate needs a rediss:// URL (TLS to Sentinel and \
-                 Cluster is not supported yet)"
+                "a CA file or a client certificate needs TLS: rediss://, rediss+sentinel:// or \
+                 rediss+cluster://"
                     .into(),
             ));
         }
@@ -123,7 +127,22 @@ impl RedisConfig {
             self.username.as_deref(),
             self.password.as_deref(),
         )?;
-        Ok(Topology::parse(&url)?)
+        let mut topology = Topology::parse(&url)?;
+        let sentinel_auth = (
+            self.sentinel_username.clone(),
+            self.sentinel_password.clone(),
+        );
+        match &mut topology {
+            Topology::Sentinel(sentinels) => sentinels.auth = sentinel_auth,
+            _ if sentinel_auth != (None, None) => {
+                return Err(SetupError::Url(UrlError::new(
+                    &url,
+                    "a sentinel username or password needs a redis+sentinel:// URL",
+                )));
+            }
+            _ => {}
+        }
+        Ok(topology)
     }
 
     /// The defaults for `url`: prefix `hubcast`, node TTL 7.5 s, 100,000 queued sends, 5 s commands.
@@ -136,6 +155,8 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(5),
             username: None,
             password: None,
+            sentinel_username: None,
+            sentinel_password: None,
             ca_file: None,
             client_cert: None,
         }

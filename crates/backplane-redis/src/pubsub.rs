@@ -75,39 +75,25 @@ impl RedisPubSub {
                     .await?;
                 Ok(RedisConnection::Single(conn))
             }
-            Topology::Sentinel {
-                sentinels,
-                service,
-                db,
-                username,
-                password,
-            } => {
-                let mut builder = redis::sentinel::SentinelClientBuilder::new(
-                    Topology::sentinel_addrs(sentinels),
-                    service,
-                    redis::sentinel::SentinelServerType::Master,
-                )?
-                .set_client_to_redis_protocol(redis::ProtocolVersion::RESP3)
-                .set_client_to_redis_db(*db);
-                if let Some(username) = username {
-                    builder = builder.set_client_to_redis_username(username);
-                }
-                if let Some(password) = password {
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                let client = builder.build()?.async_get_client().await?;
+            Topology::Sentinel(sentinels) => {
+                let client = sentinels
+                    .client(self.certificates.as_ref(), redis::ProtocolVersion::RESP3)?
+                    .async_get_client()
+                    .await?;
                 let conn = client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
                 Ok(RedisConnection::Single(conn))
             }
             Topology::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(nodes.clone())
-                    .use_protocol(redis::ProtocolVersion::RESP3)
-                    .push_sender(pushes)
-                    .connection_timeout(IO_TIMEOUT)
-                    .response_timeout(IO_TIMEOUT)
-                    .build()?;
+                let client =
+                    Topology::cluster_client(nodes, self.certificates.as_ref(), |builder| {
+                        builder
+                            .use_protocol(redis::ProtocolVersion::RESP3)
+                            .push_sender(pushes)
+                            .connection_timeout(IO_TIMEOUT)
+                            .response_timeout(IO_TIMEOUT)
+                    })?;
                 Ok(RedisConnection::Cluster(
                     client.get_async_connection().await?,
                 ))

@@ -1,12 +1,14 @@
 //! Which Redis to use, read from a URL, and how to open its connections: a standalone server
 //! (`redis://[user:password@]host:port[/db]`), a Sentinel-managed master
 //! (`redis+sentinel://[user:password@]host:port[,host:port…]/service[/db]`) or a Cluster
-//! (`redis+cluster://[user:password@]host:port[,host:port…]`). The same credentials are used for every
-//! Redis node; sentinels are contacted without them.
+//! (`redis+cluster://[user:password@]host:port[,host:port…]`); `rediss…` for each over TLS (with a
+//! Sentinel: TLS to the sentinels and to the master). The URL's credentials are used for every Redis
+//! node; sentinels get their own ([`Sentinels::auth`]), as Redis keeps them apart.
 
 use std::time::Duration;
 
-use redis::{ConnectionAddr, IntoConnectionInfo, ProtocolVersion};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, IntoConnectionInfo, ProtocolVersion, TlsCertificates, TlsMode};
 
 /// Why a backplane URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,21 +18,86 @@ pub struct UrlError {
     reason: String,
 }
 
+impl UrlError {
+    pub(crate) fn new(url: &str, reason: &str) -> Self {
+        Self {
+            url: redact(url),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 /// A Redis deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Topology {
     /// One server.
     Standalone(String),
     /// A master found through sentinels.
-    Sentinel {
-        sentinels: Vec<(String, u16)>,
-        service: String,
-        db: i64,
-        username: Option<String>,
-        password: Option<String>,
-    },
-    /// A cluster, reached through any of its nodes.
+    Sentinel(Sentinels),
+    /// A cluster, reached through any of its nodes (`rediss://` URLs over TLS).
     Cluster(Vec<String>),
+}
+
+/// A master found through sentinels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sentinels {
+    pub(crate) addresses: Vec<(String, u16)>,
+    pub(crate) service: String,
+    pub(crate) db: i64,
+    /// The master's (and its replicas') credentials.
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    /// The sentinels' own credentials (`requirepass` / ACL of the sentinel processes), if they ask.
+    pub(crate) auth: (Option<String>, Option<String>),
+    /// TLS to the sentinels and to the master.
+    pub(crate) tls: bool,
+}
+
+impl Sentinels {
+    /// A client that asks the sentinels for the master, then connects to it with `protocol`; with TLS
+    /// both hops check the server's certificate against `certificates` (or the system's roots).
+    pub(crate) fn client(
+        &self,
+        certificates: Option<&TlsCertificates>,
+        protocol: ProtocolVersion,
+    ) -> redis::RedisResult<SentinelClient> {
+        let addresses = self.addresses.iter().map(|(host, port)| match self.tls {
+            true => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+            false => ConnectionAddr::Tcp(host.clone(), *port),
+        });
+        let mut builder =
+            SentinelClientBuilder::new(addresses, &self.service, SentinelServerType::Master)?
+                .set_client_to_redis_protocol(protocol)
+                .set_client_to_redis_db(self.db);
+        if self.tls {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certificates) = certificates {
+                builder = builder
+                    .set_client_to_redis_certificates(certificates.clone())
+                    .set_client_to_sentinel_certificates(certificates.clone());
+            }
+        }
+        if let Some(username) = &self.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = &self.password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(username) = &self.auth.0 {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = &self.auth.1 {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        builder.build()
+    }
 }
 
 /// How long connecting and each reply may take before the link is considered broken.
@@ -56,18 +123,19 @@ fn hosts(list: &str) -> Result<Vec<(String, u16)>, String> {
 impl Topology {
     /// Reads a backplane URL.
     pub(crate) fn parse(url: &str) -> Result<Self, UrlError> {
-        let fail = |reason: String| UrlError {
-            url: redact(url),
-            reason,
-        };
+        let fail = |reason: String| UrlError::new(url, &reason);
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             url.into_connection_info()
                 .map_err(|e| fail(e.to_string()))?;
             return Ok(Self::Standalone(url.to_owned()));
         }
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            fail("expected redis://, redis+sentinel:// or redis+cluster://".into())
+            fail("expected redis[s]://, redis[s]+sentinel:// or redis[s]+cluster://".into())
         })?;
+        let (tls, scheme) = match scheme.strip_prefix("rediss+") {
+            Some(kind) => (true, kind),
+            None => (false, scheme.strip_prefix("redis+").unwrap_or(scheme)),
+        };
         let (credentials, rest) = match rest.rsplit_once('@') {
             Some((credentials, rest)) => (Some(credentials), rest),
             None => (None, rest),
@@ -75,14 +143,15 @@ impl Topology {
         let (list, path) = rest.split_once('/').unwrap_or((rest, ""));
         let nodes = hosts(list).map_err(fail)?;
         let userinfo = credentials.map(|c| format!("{c}@")).unwrap_or_default();
+        let node_scheme = if tls { "rediss" } else { "redis" };
         match scheme {
-            "redis+cluster" => Ok(Self::Cluster(
+            "cluster" => Ok(Self::Cluster(
                 nodes
                     .iter()
-                    .map(|(host, port)| format!("redis://{userinfo}{host}:{port}"))
+                    .map(|(host, port)| format!("{node_scheme}://{userinfo}{host}:{port}"))
                     .collect(),
             )),
-            "redis+sentinel" => {
+            "sentinel" => {
                 let mut parts = path.split('/');
                 let service = parts.next().unwrap_or_default();
                 if service.is_empty() {
@@ -111,24 +180,34 @@ impl Topology {
                     },
                     None => (None, None),
                 };
-                Ok(Self::Sentinel {
-                    sentinels: nodes,
+                Ok(Self::Sentinel(Sentinels {
+                    addresses: nodes,
                     service: service.to_owned(),
                     db,
                     username,
                     password,
-                })
+                    auth: (None, None),
+                    tls,
+                }))
             }
-            other => Err(fail(format!("unknown scheme '{other}'"))),
+            _ => Err(fail(format!(
+                "unknown scheme '{}'",
+                url.split("://").next().unwrap_or_default()
+            ))),
         }
     }
 
-    /// The sentinel addresses, as redis-rs wants them.
-    pub(crate) fn sentinel_addrs(sentinels: &[(String, u16)]) -> Vec<ConnectionAddr> {
-        sentinels
-            .iter()
-            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port))
-            .collect()
+    /// A cluster client (`protocol`, with `certificates` over TLS), configured further by `more`.
+    pub(crate) fn cluster_client(
+        nodes: &[String],
+        certificates: Option<&TlsCertificates>,
+        more: impl FnOnce(redis::cluster::ClusterClientBuilder) -> redis::cluster::ClusterClientBuilder,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.to_vec());
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates.clone());
+        }
+        more(builder).build()
     }
 }
 
@@ -171,10 +250,7 @@ pub(crate) fn with_credentials(
     if username.is_none() && password.is_none() {
         return Ok(url.to_owned());
     }
-    let fail = |reason: &str| UrlError {
-        url: redact(url),
-        reason: reason.to_owned(),
-    };
+    let fail = |reason: &str| UrlError::new(url, reason);
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| fail("expected redis://, redis+sentinel:// or redis+cluster://"))?;
@@ -219,13 +295,9 @@ mod tests {
         assert!(!redact(&url).contains("s#w"), "{}", redact(&url));
         let url = with_credentials("redis+sentinel://s1:26379/main", None, Some(password)).unwrap();
         match Topology::parse(&url).unwrap() {
-            Topology::Sentinel {
-                password: p,
-                username,
-                ..
-            } => {
-                assert_eq!(p.as_deref(), Some(password));
-                assert_eq!(username, None);
+            Topology::Sentinel(sentinels) => {
+                assert_eq!(sentinels.password.as_deref(), Some(password));
+                assert_eq!(sentinels.username, None);
             }
             other => panic!("{other:?}"),
         }
@@ -259,14 +331,27 @@ mod tests {
         );
         assert_eq!(
             Topology::parse("redis+sentinel://u:p@s1:26379,s2:26380/mymaster/3"),
-            Ok(Topology::Sentinel {
-                sentinels: vec![("s1".into(), 26379), ("s2".into(), 26380)],
+            Ok(Topology::Sentinel(Sentinels {
+                addresses: vec![("s1".into(), 26379), ("s2".into(), 26380)],
                 service: "mymaster".into(),
                 db: 3,
                 username: Some("u".into()),
                 password: Some("p".into()),
-            })
+                auth: (None, None),
+                tls: false,
+            }))
         );
+        assert_eq!(
+            Topology::parse("rediss+cluster://a:7000,b:7001"),
+            Ok(Topology::Cluster(vec![
+                "rediss://a:7000".into(),
+                "rediss://b:7001".into()
+            ]))
+        );
+        match Topology::parse("rediss+sentinel://s1:26379/mymaster") {
+            Ok(Topology::Sentinel(sentinels)) => assert!(sentinels.tls),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "memory",
             "http://x:1",
@@ -274,6 +359,8 @@ mod tests {
             "redis+cluster://a",
             "redis+cluster://a:port",
             "redis+sentinel://s:1/m/x",
+            "rediss+shard://a:1",
+            "redis+rediss://a:1",
         ] {
             assert!(Topology::parse(bad).is_err(), "{bad}");
         }

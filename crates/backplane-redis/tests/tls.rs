@@ -1,6 +1,8 @@
-//! The Redis backplane over TLS (`rediss://`) against a redis-server with a certificate made for the
-//! test: two nodes talk through it as an ACL user whose password is full of URL delimiters; another CA
-//! is refused and the status says why; a server that asks for client certificates gets one.
+//! The Redis backplane over TLS against redis-servers with certificates made for the test: two nodes
+//! talk through a standalone server (`rediss://`) as an ACL user whose password is full of URL
+//! delimiters; another CA is refused and the status says why; a server that asks for client
+//! certificates gets one; a TLS Sentinel with a password of its own and a TLS Cluster carry every kind
+//! of traffic.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,11 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Recorder, free_port, json, message};
+use common::{HUB, Recorder, free_port, json, message};
 use hubcast_backplane::{Broker, Publish, Target};
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig};
 
-const HUB: &str = "chat";
 const PASSWORD: &str = "Tl/s+p=a#s@s:w%?";
 
 /// Certificates made for one test: a CA, a server certificate for 127.0.0.1 and localhost, a client
@@ -111,42 +112,51 @@ impl Drop for Certificates {
     }
 }
 
-/// A redis-server on a TLS port only.
+/// A redis-server (or sentinel) on a TLS port only, in its own directory.
 struct TlsRedis {
     child: Child,
     port: u16,
+    dir: PathBuf,
 }
 
 impl TlsRedis {
     fn start(certs: &Certificates, client_certificates: bool) -> Self {
+        let auth = if client_certificates { "yes" } else { "no" };
+        Self::spawn(certs, &format!("tls-auth-clients {auth}\n"), false)
+    }
+
+    /// Starts a server whose configuration is the TLS settings plus `config`; a sentinel if `sentinel`.
+    fn spawn(certs: &Certificates, config: &str, sentinel: bool) -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--tls-cert-file")
-            .arg(certs.path("server.crt"))
-            .arg("--tls-key-file")
-            .arg(certs.path("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(certs.path("ca.crt"))
-            .args([
-                "--tls-auth-clients",
-                if client_certificates { "yes" } else { "no" },
-            ])
+        let dir = certs.path(&format!("node-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("redis.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n\
+                 tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n{config}",
+                dir.display(),
+                certs.path("server.crt").display(),
+                certs.path("server.key").display(),
+                certs.path("ca.crt").display(),
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new("redis-server");
+        command.arg(&file);
+        if sentinel {
+            command.arg("--sentinel");
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let redis = Self { child, port };
+        let redis = Self { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.cli(certs, &["PING"]) != "PONG" {
+        // Any answer will do (one that wants a password says NOAUTH): nothing is printed until it is up.
+        while redis.cli(certs, &["PING"]).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "redis-server with TLS did not start"
@@ -181,7 +191,26 @@ impl Drop for TlsRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Makes `app` (password [`PASSWORD`]) an ACL user allowed everything.
+fn add_app_user(redis: &TlsRedis, certs: &Certificates) {
+    let acl = redis.cli(
+        certs,
+        &[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    );
+    assert_eq!(acl, "OK");
 }
 
 fn config(redis: &TlsRedis, ca: &Path) -> RedisConfig {
@@ -198,20 +227,7 @@ fn config(redis: &TlsRedis, ca: &Path) -> RedisConfig {
 async fn nodes_talk_over_tls_as_an_acl_user_and_another_ca_is_refused() {
     let certs = Certificates::make();
     let redis = TlsRedis::start(&certs, false);
-    let acl = redis.cli(
-        &certs,
-        &[
-            "ACL",
-            "SETUSER",
-            "app",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-        ],
-    );
-    assert_eq!(acl, "OK");
+    add_app_user(&redis, &certs);
     let a = RedisBackplane::connect(config(&redis, &certs.path("ca.crt")))
         .await
         .unwrap();
@@ -250,20 +266,7 @@ async fn nodes_talk_over_tls_as_an_acl_user_and_another_ca_is_refused() {
 async fn a_server_asking_for_client_certificates_gets_one() {
     let certs = Certificates::make();
     let redis = TlsRedis::start(&certs, true);
-    let acl = redis.cli(
-        &certs,
-        &[
-            "ACL",
-            "SETUSER",
-            "app",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-        ],
-    );
-    assert_eq!(acl, "OK");
+    add_app_user(&redis, &certs);
     let without = RedisBackplane::connect(config(&redis, &certs.path("ca.crt")))
         .await
         .unwrap();
@@ -277,4 +280,94 @@ async fn a_server_asking_for_client_certificates_gets_one() {
     };
     let with = RedisBackplane::connect(with).await.unwrap();
     assert!(with.status().connected, "{:?}", with.status().last_error);
+}
+
+/// TLS everywhere with Sentinel: to the sentinel (which wants its own password) and to the master it
+/// names (as the ACL user); every kind of traffic flows between two nodes. Without the sentinel's
+/// password no link comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_over_tls_with_its_own_password() {
+    const SENTINEL_PASSWORD: &str = "S/e+n=t#i@n:el";
+    let certs = Certificates::make();
+    let master = TlsRedis::start(&certs, false);
+    add_app_user(&master, &certs);
+    let sentinel = TlsRedis::spawn(
+        &certs,
+        &format!(
+            "tls-auth-clients no\ntls-replication yes\nrequirepass \"{SENTINEL_PASSWORD}\"\n\
+             sentinel monitor mymaster 127.0.0.1 {} 1\nsentinel auth-user mymaster app\n\
+             sentinel auth-pass mymaster \"{PASSWORD}\"\n",
+            master.port
+        ),
+        true,
+    );
+    let base = RedisConfig {
+        username: Some("app".to_owned()),
+        password: Some(PASSWORD.to_owned()),
+        sentinel_password: Some(SENTINEL_PASSWORD.to_owned()),
+        ca_file: Some(certs.path("ca.crt")),
+        ..RedisConfig::new(format!(
+            "rediss+sentinel://127.0.0.1:{}/mymaster",
+            sentinel.port
+        ))
+    };
+    common::exercise(&base).await;
+
+    let without = RedisBackplane::connect(RedisConfig {
+        sentinel_password: None,
+        ..base.clone()
+    })
+    .await
+    .unwrap();
+    assert!(
+        !without.status().connected,
+        "the sentinel wants its password"
+    );
+    let plain = RedisConfig {
+        ca_file: None,
+        ..RedisConfig::new(format!(
+            "redis+sentinel://127.0.0.1:{}/mymaster",
+            sentinel.port
+        ))
+    };
+    let plain = RedisBackplane::connect(plain).await.unwrap();
+    assert!(!plain.status().connected, "the sentinel speaks TLS only");
+}
+
+/// A 3-master Cluster whose nodes speak TLS only (also between themselves): sharded pub/sub and every
+/// command work over `rediss+cluster://`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_over_tls() {
+    let certs = Certificates::make();
+    let nodes: Vec<TlsRedis> = (0..3)
+        .map(|_| {
+            TlsRedis::spawn(
+                &certs,
+                "tls-auth-clients no\ntls-cluster yes\ncluster-enabled yes\ncluster-node-timeout 2000\n",
+                false,
+            )
+        })
+        .collect();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let ca = certs.path("ca.crt");
+    let addresses = common::create_cluster(
+        &ports,
+        &["--tls".as_ref(), "--cacert".as_ref(), ca.as_os_str()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes.iter().all(|n| {
+        n.cli(&certs, &["CLUSTER", "INFO"])
+            .contains("cluster_state:ok")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the TLS cluster did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = RedisConfig {
+        ca_file: Some(certs.path("ca.crt")),
+        ..RedisConfig::new(format!("rediss+cluster://{}", addresses.join(",")))
+    };
+    common::exercise(&base).await;
 }

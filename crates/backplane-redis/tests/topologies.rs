@@ -4,211 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Cluster, Recorder, Redis, eventually, json, message};
-use hubcast_backplane::{
-    BackplaneError, Broker, ClientInvocation, ConnectionId, GroupAction, GroupCommand, Interest,
-    Member, Outcome, Presence, PresenceChange, Publish, RemoteError, Target, UserId,
-};
+use common::{Cluster, HUB, Recorder, Redis, eventually, exercise, json, node, publish};
+use hubcast_backplane::{BackplaneError, Broker, Interest, Target};
 use hubcast_backplane_redis::{RedisBackplane, RedisConfig};
-
-const HUB: &str = "chat";
-
-struct Node {
-    backplane: RedisBackplane,
-    hub: Arc<Recorder>,
-    connection: ConnectionId,
-}
-
-async fn node(url: &str, prefix: &str) -> Node {
-    let config = RedisConfig {
-        prefix: prefix.to_owned(),
-        node_ttl: Duration::from_millis(1500),
-        ..RedisConfig::new(url)
-    };
-    let backplane = RedisBackplane::connect(config).await.unwrap();
-    assert!(backplane.status().connected, "connected to {url}");
-    let connection = ConnectionId::from(format!("{}.c1", backplane.node_tag().unwrap()));
-    let hub = Recorder::new(&[&connection]);
-    backplane.attach(HUB, hub.clone()).await.unwrap();
-    Node {
-        backplane,
-        hub,
-        connection,
-    }
-}
-
-fn publish(target: Target, text: &str) -> Publish {
-    Publish {
-        hub: HUB.into(),
-        target,
-        excluded: Vec::new(),
-        message: message(text),
-    }
-}
-
-/// Every kind of traffic between two nodes.
-async fn exercise(url: &str) {
-    let a = node(url, "t").await;
-    let b = node(url, "t").await;
-
-    a.backplane
-        .publish(publish(Target::All, "all"))
-        .await
-        .unwrap();
-    assert_eq!(a.hub.wait_for(1).await, vec![json("all")], "local delivery");
-    assert_eq!(
-        b.hub.wait_for(1).await,
-        vec![json("all")],
-        "remote delivery"
-    );
-
-    b.backplane
-        .subscribe(HUB, Interest::Group("room".into()))
-        .await
-        .unwrap();
-    let to_group = Target::Groups(vec!["room".into()]);
-    a.backplane
-        .publish(publish(to_group, "group"))
-        .await
-        .unwrap();
-    assert_eq!(b.hub.wait_for(2).await[1], json("group"));
-
-    b.backplane
-        .subscribe(HUB, Interest::User("ann".into()))
-        .await
-        .unwrap();
-    let to_user = Target::Users(vec!["ann".into()]);
-    a.backplane.publish(publish(to_user, "user")).await.unwrap();
-    assert_eq!(b.hub.wait_for(3).await[2], json("user"));
-
-    let to_connection = Target::Connections(vec![b.connection.clone()]);
-    a.backplane
-        .publish(publish(to_connection, "direct"))
-        .await
-        .unwrap();
-    assert_eq!(b.hub.wait_for(4).await[3], json("direct"));
-
-    let add = GroupCommand {
-        connection: b.connection.clone(),
-        group: "remote".into(),
-        action: GroupAction::Add,
-    };
-    a.backplane.group_command(HUB, add).await.unwrap();
-    assert_eq!(b.hub.groups.lock().unwrap().len(), 1);
-    let unknown = ConnectionId::from(format!("{}.nobody", b.backplane.node_tag().unwrap()));
-    let add_unknown = GroupCommand {
-        connection: unknown.clone(),
-        group: "remote".into(),
-        action: GroupAction::Add,
-    };
-    assert_eq!(
-        a.backplane.group_command(HUB, add_unknown).await,
-        Err(RemoteError::UnknownConnection(unknown))
-    );
-
-    let invocation = ClientInvocation {
-        connection: b.connection.clone(),
-        invocation_id: "s1".into(),
-        message: message("ask"),
-        timeout: Duration::from_secs(2),
-    };
-    match a.backplane.invoke_client(HUB, invocation).await.unwrap() {
-        Outcome::Result(raw) => assert_eq!(raw.deserialize::<String>().unwrap(), "answer to s1"),
-        other => panic!("unexpected {other:?}"),
-    }
-
-    let member = |node: &Node, user: &str| Member {
-        connection: node.connection.clone(),
-        user: Some(UserId::from(user)),
-    };
-    a.backplane
-        .record(HUB, PresenceChange::Connected(member(&a, "ann")))
-        .await
-        .unwrap();
-    b.backplane
-        .record(HUB, PresenceChange::Connected(member(&b, "ann")))
-        .await
-        .unwrap();
-    b.backplane
-        .record(
-            HUB,
-            PresenceChange::Joined(member(&b, "ann"), "room".into()),
-        )
-        .await
-        .unwrap();
-    let online = a.backplane.online_users(HUB).await.unwrap();
-    assert!(online.contains(&(UserId::from("ann"), 2)), "{online:?}");
-    let members = a
-        .backplane
-        .group_members(HUB, &"room".into())
-        .await
-        .unwrap();
-    assert_eq!(members, vec![member(&b, "ann")]);
-    b.backplane
-        .record(HUB, PresenceChange::Disconnected(member(&b, "ann")))
-        .await
-        .unwrap();
-    assert!(
-        a.backplane
-            .group_members(HUB, &"room".into())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let connections = a
-        .backplane
-        .user_connections(HUB, &"ann".into())
-        .await
-        .unwrap();
-    assert_eq!(connections, vec![a.connection.clone()]);
-    assert!(a.backplane.take_token("chat:ann", 1.0, 1.0).await.unwrap());
-    assert!(
-        !b.backplane.take_token("chat:ann", 1.0, 1.0).await.unwrap(),
-        "the bucket is shared"
-    );
-
-    let ann = Target::Users(vec!["ann".into()]);
-    a.backplane
-        .close(HUB, ann.clone(), "bye".into())
-        .await
-        .unwrap();
-    assert_eq!(b.hub.wait_for(5).await[4], "closed: bye");
-    assert_eq!(b.hub.seen.lock().unwrap()[4].0, ann);
-
-    // Nothing was delivered twice: each node saw each send once (the publisher locally, never again
-    // through Redis; the recorder does not filter by target as a real hub would).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(a.hub.texts(), b.hub.texts());
-    assert_eq!(b.hub.texts().len(), 5);
-
-    // A node without the hub (a control-API process) forwards sends and commands to the nodes.
-    let control = RedisBackplane::connect(RedisConfig {
-        prefix: "t".into(),
-        ..RedisConfig::new(url)
-    })
-    .await
-    .unwrap();
-    control
-        .publish(publish(Target::All, "from control"))
-        .await
-        .unwrap();
-    assert_eq!(a.hub.wait_for(6).await[5], json("from control"));
-    assert_eq!(b.hub.wait_for(6).await[5], json("from control"));
-    control
-        .user_groups(HUB, "ann".into(), Some("room".into()), GroupAction::Add)
-        .await
-        .unwrap();
-    let expected = "user ann Add Some(GroupName(\"room\"))";
-    assert_eq!(a.hub.wait_for(7).await[6], expected);
-    assert_eq!(b.hub.wait_for(7).await[6], expected);
-    assert!(control.connection_exists(HUB, &a.connection).await.unwrap());
-    assert!(!control.connection_exists(HUB, &b.connection).await.unwrap());
-    a.backplane.leave().await.unwrap();
-    b.backplane.leave().await.unwrap();
-}
 
 /// How many PUBLISH commands the server has run.
 fn publishes(redis: &Redis) -> u64 {
@@ -223,7 +23,7 @@ fn publishes(redis: &Redis) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone() {
     let redis = Redis::start(&[]);
-    exercise(&redis.url()).await;
+    exercise(&RedisConfig::new(redis.url())).await;
 
     let too_short = RedisConfig {
         node_ttl: Duration::from_millis(10),
@@ -232,7 +32,7 @@ async fn standalone() {
     assert!(RedisBackplane::connect(too_short).await.is_err());
 
     // Hub names end up in channel and key names.
-    let other = node(&redis.url(), "names").await;
+    let other = node(&RedisConfig::new(redis.url()), "names").await;
     for bad in ["", "a:b", "a\nb"] {
         let result = other.backplane.attach(bad, other.hub.clone()).await;
         assert!(
@@ -243,9 +43,9 @@ async fn standalone() {
 
     // One PUBLISH per send, whatever the number of nodes and recipients.
     let nodes = [
-        node(&redis.url(), "one").await,
-        node(&redis.url(), "one").await,
-        node(&redis.url(), "one").await,
+        node(&RedisConfig::new(redis.url()), "one").await,
+        node(&RedisConfig::new(redis.url()), "one").await,
+        node(&RedisConfig::new(redis.url()), "one").await,
     ];
     for n in &nodes {
         n.backplane
@@ -274,7 +74,7 @@ async fn standalone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_with_sharded_pubsub() {
     let cluster = Cluster::start();
-    exercise(&cluster.url()).await;
+    exercise(&RedisConfig::new(cluster.url())).await;
     // The channels went to several shards (SSUBSCRIBE spreads them by slot).
     let shards_with_channels = cluster
         .nodes
@@ -293,10 +93,10 @@ async fn sentinel_and_failover() {
     let replica = Redis::start(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
     let sentinel = Redis::sentinel(master.port);
     let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
-    exercise(&url).await;
+    exercise(&RedisConfig::new(&url)).await;
 
-    let a = node(&url, "f").await;
-    let b = node(&url, "f").await;
+    let a = node(&RedisConfig::new(&url), "f").await;
+    let b = node(&RedisConfig::new(&url), "f").await;
     // Let the replica catch up, then kill the master: the sentinel promotes the replica.
     tokio::time::sleep(Duration::from_millis(500)).await;
     master.kill();

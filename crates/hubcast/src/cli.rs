@@ -133,22 +133,32 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BackplaneArgs {
     /// The backplane between nodes: `memory` (a single node), `redis://[:password@]host:port[/db]`,
-    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`
-    /// [default: memory].
+    /// `redis+sentinel://host:port[,host:port…]/service[/db]` or `redis+cluster://host:port[,host:port…]`,
+    /// each as `rediss…` over TLS [default: memory].
     #[arg(long, env = "HUBCAST_BACKPLANE", hide_env_values = true)]
     pub(crate) backplane: Option<String>,
     /// ACL username of the Redis connections, instead of one in the URL.
     #[arg(long, env = "HUBCAST_BACKPLANE_USERNAME")]
     pub(crate) backplane_username: Option<String>,
-    /// Password of the Redis connections (servers and sentinels), instead of one in the URL: any
-    /// characters work, no URL encoding needed.
+    /// Password of the Redis server connections, instead of one in the URL: any characters work, no
+    /// URL encoding needed.
     #[arg(long, env = "HUBCAST_BACKPLANE_PASSWORD", hide_env_values = true)]
     pub(crate) backplane_password: Option<String>,
-    /// With a `rediss://` URL: CA certificates (PEM) the Redis server's certificate must chain to
+    /// With Sentinel: the sentinels' own ACL username, if they ask for one.
+    #[arg(long, env = "HUBCAST_BACKPLANE_SENTINEL_USERNAME")]
+    pub(crate) backplane_sentinel_username: Option<String>,
+    /// With Sentinel: the sentinels' own password (their `requirepass`), if they ask for one.
+    #[arg(
+        long,
+        env = "HUBCAST_BACKPLANE_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub(crate) backplane_sentinel_password: Option<String>,
+    /// Over TLS (`rediss…`): CA certificates (PEM) the Redis servers' certificates must chain to
     /// [default: the system's roots].
     #[arg(long, env = "HUBCAST_BACKPLANE_CA_FILE")]
     pub(crate) backplane_ca_file: Option<std::path::PathBuf>,
-    /// With a `rediss://` URL: a client certificate (PEM) for servers that ask for one, with
+    /// Over TLS (`rediss…`): a client certificate (PEM) for servers that ask for one, with
     /// `--backplane-client-key`.
     #[arg(
         long,

@@ -81,9 +81,15 @@ pub(crate) struct BackplaneSettings {
     pub(crate) password: Option<Secret>,
     /// A file holding the password (a mounted Secret), instead of `password`.
     password_file: Option<PathBuf>,
-    /// With `rediss://`: the CA certificates the server's must chain to.
+    /// With Sentinel: the sentinels' own ACL username, if they ask for one.
+    pub(crate) sentinel_username: Option<String>,
+    /// With Sentinel: the sentinels' own password (their `requirepass`), if they ask for one.
+    pub(crate) sentinel_password: Option<Secret>,
+    /// A file holding the sentinels' password, instead of `sentinel_password`.
+    sentinel_password_file: Option<PathBuf>,
+    /// Over TLS (`rediss…`): the CA certificates the servers' must chain to.
     pub(crate) ca_file: Option<PathBuf>,
-    /// With `rediss://`: a client certificate and its key.
+    /// Over TLS (`rediss…`): a client certificate and its key.
     pub(crate) client_cert: Option<PathBuf>,
     pub(crate) client_key: Option<PathBuf>,
 }
@@ -97,6 +103,9 @@ impl Default for BackplaneSettings {
             username: None,
             password: None,
             password_file: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            sentinel_password_file: None,
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -393,6 +402,11 @@ impl FileConfig {
             self.backplane.password_file.take(),
         )?;
         secret_from_file(
+            "backplane.sentinel_password",
+            &mut self.backplane.sentinel_password,
+            self.backplane.sentinel_password_file.take(),
+        )?;
+        secret_from_file(
             "history.password",
             &mut self.history.password,
             self.history.password_file.take(),
@@ -627,6 +641,17 @@ impl Config {
                 .map(|p| Some(Secret(p))),
         );
         set(
+            &mut self.backplane.sentinel_username,
+            backplane.backplane_sentinel_username.clone().map(Some),
+        );
+        set(
+            &mut self.backplane.sentinel_password,
+            backplane
+                .backplane_sentinel_password
+                .clone()
+                .map(|p| Some(Secret(p))),
+        );
+        set(
             &mut self.backplane.ca_file,
             backplane.backplane_ca_file.clone().map(Some),
         );
@@ -738,6 +763,11 @@ impl Config {
             node_ttl: backplane.node_ttl,
             username: backplane.username.clone(),
             password: backplane.password.as_ref().map(|p| p.expose().to_owned()),
+            sentinel_username: backplane.sentinel_username.clone(),
+            sentinel_password: backplane
+                .sentinel_password
+                .as_ref()
+                .map(|p| p.expose().to_owned()),
             ca_file: backplane.ca_file.clone(),
             client_cert: backplane
                 .client_cert
@@ -981,12 +1011,17 @@ mod tests {
         std::fs::write(dir.join("redis"), "p/a+s=s#w@o:rd\n").unwrap();
         std::fs::write(dir.join("keys"), "first\n\nsecond\n").unwrap();
         let file = format!(
-            "[backplane]\npassword_file = \"{0}/redis\"\n[control]\naccess_keys_file = \"{0}/keys\"\n",
+            "[backplane]\npassword_file = \"{0}/redis\"\nsentinel_password_file = \"{0}/redis\"\n\
+             [control]\naccess_keys_file = \"{0}/keys\"\n",
             dir.display()
         );
         let config = Config::load(Some(&file), &HashMap::new()).unwrap();
         assert_eq!(
             config.backplane.password.as_ref().map(Secret::expose),
+            Some("p/a+s=s#w@o:rd")
+        );
+        assert_eq!(
+            config.redis().sentinel_password.as_deref(),
             Some("p/a+s=s#w@o:rd")
         );
         let keys: Vec<&str> = config

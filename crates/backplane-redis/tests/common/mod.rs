@@ -1,5 +1,6 @@
 //! Real Redis processes for the backplane's tests (standalone, Cluster, Sentinel), each on free ports and
-//! killed by pid when dropped, and a recording `LocalHub` standing in for a gateway node's hub.
+//! killed by pid when dropped, a recording `LocalHub` standing in for a gateway node's hub, and the
+//! traffic every topology must carry between two nodes.
 #![allow(
     unreachable_pub,
     clippy::unwrap_used,
@@ -17,11 +18,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hubcast_backplane::{
-    BoxFuture, ClientInvocation, ConnectionId, GroupAction, GroupCommand, GroupName,
-    LocalConnection, LocalHub, Member, Outcome, Publish, RemoteError, SerializedMessage, Target,
-    UserId,
+    BoxFuture, Broker, ClientInvocation, ConnectionId, GroupAction, GroupCommand, GroupName,
+    Interest, LocalConnection, LocalHub, Member, Outcome, Presence, PresenceChange, Publish,
+    RemoteError, SerializedMessage, Target, UserId,
 };
+use hubcast_backplane_redis::{RedisBackplane, RedisConfig};
 use hubcast_protocol::{HubMessage, Invocation, NamingPolicy, Protocol, RawValue};
+
+/// The hub every test node attaches.
+pub const HUB: &str = "chat";
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -150,6 +155,26 @@ impl Drop for Redis {
     }
 }
 
+/// Joins the servers on `ports` (loopback) into a cluster of masters, with `redis-cli --cluster create`
+/// given `options` first (`--tls`, `--cacert …`); returns their addresses.
+pub fn create_cluster(ports: &[u16], options: &[&std::ffi::OsStr]) -> Vec<String> {
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let status = Command::new("redis-cli")
+        .args(options)
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "redis-cli --cluster create {options:?} failed"
+    );
+    addresses
+}
+
 /// A 3-master Redis Cluster.
 pub struct Cluster {
     pub nodes: Vec<Redis>,
@@ -160,19 +185,8 @@ impl Cluster {
         let nodes: Vec<Redis> = (0..3)
             .map(|_| Redis::start(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]))
             .collect();
-        let addresses: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let status = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "redis-cli --cluster create failed");
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        create_cluster(&ports, &[]);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let ok = nodes.iter().all(|n| {
@@ -364,4 +378,205 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// A backplane node with a recording hub and one local connection.
+pub struct Node {
+    pub backplane: RedisBackplane,
+    pub hub: Arc<Recorder>,
+    pub connection: ConnectionId,
+}
+
+/// A node on `base` (its URL, credentials and TLS files) with channel prefix `prefix`.
+pub async fn node(base: &RedisConfig, prefix: &str) -> Node {
+    let config = RedisConfig {
+        prefix: prefix.to_owned(),
+        node_ttl: Duration::from_millis(1500),
+        ..base.clone()
+    };
+    let backplane = RedisBackplane::connect(config).await.unwrap();
+    let status = backplane.status();
+    assert!(
+        status.connected,
+        "connected to {}: {:?}",
+        base.url, status.last_error
+    );
+    let connection = ConnectionId::from(format!("{}.c1", backplane.node_tag().unwrap()));
+    let hub = Recorder::new(&[&connection]);
+    backplane.attach(HUB, hub.clone()).await.unwrap();
+    Node {
+        backplane,
+        hub,
+        connection,
+    }
+}
+
+pub fn publish(target: Target, text: &str) -> Publish {
+    Publish {
+        hub: HUB.into(),
+        target,
+        excluded: Vec::new(),
+        message: message(text),
+    }
+}
+
+/// Every kind of traffic between two nodes on `base`.
+pub async fn exercise(base: &RedisConfig) {
+    let a = node(base, "t").await;
+    let b = node(base, "t").await;
+
+    a.backplane
+        .publish(publish(Target::All, "all"))
+        .await
+        .unwrap();
+    assert_eq!(a.hub.wait_for(1).await, vec![json("all")], "local delivery");
+    assert_eq!(
+        b.hub.wait_for(1).await,
+        vec![json("all")],
+        "remote delivery"
+    );
+
+    b.backplane
+        .subscribe(HUB, Interest::Group("room".into()))
+        .await
+        .unwrap();
+    let to_group = Target::Groups(vec!["room".into()]);
+    a.backplane
+        .publish(publish(to_group, "group"))
+        .await
+        .unwrap();
+    assert_eq!(b.hub.wait_for(2).await[1], json("group"));
+
+    b.backplane
+        .subscribe(HUB, Interest::User("ann".into()))
+        .await
+        .unwrap();
+    let to_user = Target::Users(vec!["ann".into()]);
+    a.backplane.publish(publish(to_user, "user")).await.unwrap();
+    assert_eq!(b.hub.wait_for(3).await[2], json("user"));
+
+    let to_connection = Target::Connections(vec![b.connection.clone()]);
+    a.backplane
+        .publish(publish(to_connection, "direct"))
+        .await
+        .unwrap();
+    assert_eq!(b.hub.wait_for(4).await[3], json("direct"));
+
+    let add = GroupCommand {
+        connection: b.connection.clone(),
+        group: "remote".into(),
+        action: GroupAction::Add,
+    };
+    a.backplane.group_command(HUB, add).await.unwrap();
+    assert_eq!(b.hub.groups.lock().unwrap().len(), 1);
+    let unknown = ConnectionId::from(format!("{}.nobody", b.backplane.node_tag().unwrap()));
+    let add_unknown = GroupCommand {
+        connection: unknown.clone(),
+        group: "remote".into(),
+        action: GroupAction::Add,
+    };
+    assert_eq!(
+        a.backplane.group_command(HUB, add_unknown).await,
+        Err(RemoteError::UnknownConnection(unknown))
+    );
+
+    let invocation = ClientInvocation {
+        connection: b.connection.clone(),
+        invocation_id: "s1".into(),
+        message: message("ask"),
+        timeout: Duration::from_secs(2),
+    };
+    match a.backplane.invoke_client(HUB, invocation).await.unwrap() {
+        Outcome::Result(raw) => assert_eq!(raw.deserialize::<String>().unwrap(), "answer to s1"),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let member = |node: &Node, user: &str| Member {
+        connection: node.connection.clone(),
+        user: Some(UserId::from(user)),
+    };
+    a.backplane
+        .record(HUB, PresenceChange::Connected(member(&a, "ann")))
+        .await
+        .unwrap();
+    b.backplane
+        .record(HUB, PresenceChange::Connected(member(&b, "ann")))
+        .await
+        .unwrap();
+    b.backplane
+        .record(
+            HUB,
+            PresenceChange::Joined(member(&b, "ann"), "room".into()),
+        )
+        .await
+        .unwrap();
+    let online = a.backplane.online_users(HUB).await.unwrap();
+    assert!(online.contains(&(UserId::from("ann"), 2)), "{online:?}");
+    let members = a
+        .backplane
+        .group_members(HUB, &"room".into())
+        .await
+        .unwrap();
+    assert_eq!(members, vec![member(&b, "ann")]);
+    b.backplane
+        .record(HUB, PresenceChange::Disconnected(member(&b, "ann")))
+        .await
+        .unwrap();
+    assert!(
+        a.backplane
+            .group_members(HUB, &"room".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let connections = a
+        .backplane
+        .user_connections(HUB, &"ann".into())
+        .await
+        .unwrap();
+    assert_eq!(connections, vec![a.connection.clone()]);
+    assert!(a.backplane.take_token("chat:ann", 1.0, 1.0).await.unwrap());
+    assert!(
+        !b.backplane.take_token("chat:ann", 1.0, 1.0).await.unwrap(),
+        "the bucket is shared"
+    );
+
+    let ann = Target::Users(vec!["ann".into()]);
+    a.backplane
+        .close(HUB, ann.clone(), "bye".into())
+        .await
+        .unwrap();
+    assert_eq!(b.hub.wait_for(5).await[4], "closed: bye");
+    assert_eq!(b.hub.seen.lock().unwrap()[4].0, ann);
+
+    // Nothing was delivered twice: each node saw each send once (the publisher locally, never again
+    // through Redis; the recorder does not filter by target as a real hub would).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a.hub.texts(), b.hub.texts());
+    assert_eq!(b.hub.texts().len(), 5);
+
+    // A node without the hub (a control-API process) forwards sends and commands to the nodes.
+    let control = RedisBackplane::connect(RedisConfig {
+        prefix: "t".into(),
+        ..base.clone()
+    })
+    .await
+    .unwrap();
+    control
+        .publish(publish(Target::All, "from control"))
+        .await
+        .unwrap();
+    assert_eq!(a.hub.wait_for(6).await[5], json("from control"));
+    assert_eq!(b.hub.wait_for(6).await[5], json("from control"));
+    control
+        .user_groups(HUB, "ann".into(), Some("room".into()), GroupAction::Add)
+        .await
+        .unwrap();
+    let expected = "user ann Add Some(GroupName(\"room\"))";
+    assert_eq!(a.hub.wait_for(7).await[6], expected);
+    assert_eq!(b.hub.wait_for(7).await[6], expected);
+    assert!(control.connection_exists(HUB, &a.connection).await.unwrap());
+    assert!(!control.connection_exists(HUB, &b.connection).await.unwrap());
+    a.backplane.leave().await.unwrap();
+    b.backplane.leave().await.unwrap();
 }

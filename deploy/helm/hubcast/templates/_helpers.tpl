@@ -69,9 +69,9 @@ memory
 {{- else if $r.url -}}
 {{ $r.url }}
 {{- else if eq $r.mode "sentinel" -}}
-redis+sentinel://{{ join "," $r.addresses }}/{{ $r.sentinelService }}/{{ $r.database }}
+{{ ternary "rediss" "redis" $r.tls.enabled }}+sentinel://{{ join "," $r.addresses }}/{{ $r.sentinelService }}/{{ $r.database }}
 {{- else if eq $r.mode "cluster" -}}
-redis+cluster://{{ join "," $r.addresses }}
+{{ ternary "rediss" "redis" $r.tls.enabled }}+cluster://{{ join "," $r.addresses }}
 {{- else -}}
 {{ ternary "rediss" "redis" $r.tls.enabled }}://{{ first $r.addresses }}/{{ $r.database }}
 {{- end -}}
@@ -99,6 +99,9 @@ redis+cluster://{{ join "," $r.addresses }}
   value: {{ $v.redis.prefix | quote }}
 {{- if and $v.redis.enabled $v.redis.password.key }}
 {{ include "hubcast.secretEnv" (dict "root" . "name" "HUBCAST_BACKPLANE_PASSWORD" "ref" $v.redis.password) }}
+{{- end }}
+{{- if and $v.redis.enabled $v.redis.sentinelPassword.key }}
+{{ include "hubcast.secretEnv" (dict "root" . "name" "HUBCAST_BACKPLANE_SENTINEL_PASSWORD" "ref" $v.redis.sentinelPassword) }}
 {{- end }}
 {{- if and $v.redis.enabled $v.redis.tls.caSecret.key }}
 - name: HUBCAST_BACKPLANE_CA_FILE
