@@ -98,5 +98,5 @@ test('a failing history store is logged with its cause and counted', async () =>
   assert.doesNotMatch(log, /lost\?/, 'the message text is never logged');
   const admin = /admin=127\.0\.0\.1:(\d+)/.exec(log)[1];
   const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
-  assert.match(metrics, /hubcast_chat_store_errors_total\{operation="append"\} [1-9]/);
+  assert.match(metrics, /hubcast_history_errors_total\{operation="append"\} [1-9]/);
 });

@@ -331,6 +331,25 @@ def test_tls_and_the_sentinels_password_reach_every_mode():
     assert "HUBCAST_BACKPLANE_SENTINEL_PASSWORD" not in env
 
 
+def test_listener_tls_and_the_history_ca_are_mounted_files():
+    values = {"gateway": {"tlsSecret": "hubcast-tls"},
+              "history": {"url": "postgres://hubcast@db:5432/hubcast?sslmode=verify-full",
+                          "caSecret": {"secretName": "db-ca", "key": "ca.pem"}}}
+    objects = render(values)
+    gateway = pod_of(objects, "hc-gateway")
+    env = env_of(gateway["containers"][0])
+    assert env["HUBCAST_TLS_CERT"]["value"] == "/etc/hubcast/tls/tls.crt"
+    assert env["HUBCAST_TLS_KEY"]["value"] == "/etc/hubcast/tls/tls.key"
+    assert_file_mounted(gateway, env["HUBCAST_TLS_CERT"]["value"], secret=("hubcast-tls", "tls.crt"))
+    assert_file_mounted(gateway, env["HUBCAST_TLS_KEY"]["value"], secret=("hubcast-tls", "tls.key"))
+    assert_file_mounted(gateway, env["HUBCAST_HISTORY_CA_FILE"]["value"], secret=("db-ca", "ca.pem"))
+    service = find(objects, "Service", "hc-gateway")
+    assert service["spec"]["ports"][0]["appProtocol"] == "https"
+    plain = render({})
+    assert "HUBCAST_TLS_CERT" not in env_of(pod_of(plain, "hc-gateway")["containers"][0])
+    assert find(plain, "Service", "hc-gateway")["spec"]["ports"][0]["appProtocol"] == "http"
+
+
 def test_the_in_memory_backplane_is_for_one_gateway_only():
     values = {"redis": {"enabled": False}, "control": {"enabled": False}, "autoscaling": {"enabled": False},
               "gateway": {"replicas": 1}}

@@ -61,7 +61,7 @@ const TYPING_EVERY: Duration = Duration::from_millis(500);
 /// What the chat hub shares between connections.
 pub struct Chat {
     store: Arc<dyn MessageStore>,
-    /// Store failures by operation (`hubcast_chat_store_errors_total`).
+    /// Store failures by operation (`hubcast_history_errors_total`).
     store_errors: prometheus::IntCounterVec,
     /// 1 while the history store answers (`hubcast_history_up`), set by [`HistoryProbe::check`].
     history_up: prometheus::IntGauge,
@@ -97,7 +97,7 @@ impl Chat {
     /// A chat keeping its history in `store`.
     pub fn new(store: Arc<dyn MessageStore>) -> Self {
         let opts = prometheus::Opts::new(
-            "hubcast_chat_store_errors_total",
+            "hubcast_history_errors_total",
             "Chat history operations that failed (disk full, database unreachable), by operation",
         );
         let store_errors = prometheus::IntCounterVec::new(opts, &["operation"])
@@ -288,7 +288,7 @@ fn backplane_error(error: hubcast_gateway::BackplaneError) -> HubError {
     HubError::internal("BackplaneException", error.to_string())
 }
 
-/// The operations `hubcast_chat_store_errors_total` counts.
+/// The operations `hubcast_history_errors_total` counts.
 const STORE_OPERATIONS: [&str; 5] = ["append", "read", "delete", "mute", "muted_until"];
 
 /// Logs store failures at most once a second.

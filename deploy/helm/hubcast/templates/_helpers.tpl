@@ -130,7 +130,8 @@ memory
 {{- end }}
 {{- end -}}
 
-{{/* Volumes for the files the environment points at (Redis CA, JWT public key, JWKS). */}}
+{{/* Volumes for the files the environment points at (Redis and PostgreSQL CAs, the listener's TLS
+certificate, JWT public key, JWKS). */}}
 {{- define "hubcast.secretVolumes" -}}
 {{- $v := .root.Values -}}
 {{- if and $v.redis.enabled $v.redis.tls.caSecret.key }}
@@ -138,6 +139,18 @@ memory
   secret:
     secretName: {{ $v.redis.tls.caSecret.secretName | default $v.auth.existingSecret }}
     items: [{key: {{ $v.redis.tls.caSecret.key | quote }}, path: {{ $v.redis.tls.caSecret.key | quote }}}]
+{{- end }}
+{{- if and (eq .component "gateway") $v.history.caSecret.key }}
+- name: history-ca
+  secret:
+    secretName: {{ $v.history.caSecret.secretName | default $v.auth.existingSecret }}
+    items: [{key: {{ $v.history.caSecret.key | quote }}, path: {{ $v.history.caSecret.key | quote }}}]
+{{- end }}
+{{- if and (eq .component "gateway") $v.gateway.tlsSecret }}
+- name: tls
+  secret:
+    secretName: {{ $v.gateway.tlsSecret }}
+    items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
 {{- end }}
 {{- if and (eq .component "gateway") $v.auth.jwt.publicKey.key }}
 - name: jwt-public-key
@@ -163,6 +176,12 @@ memory
 {{- $v := .root.Values -}}
 {{- if and $v.redis.enabled $v.redis.tls.caSecret.key }}
 - {name: redis-ca, mountPath: /etc/hubcast/redis-ca, readOnly: true}
+{{- end }}
+{{- if and (eq .component "gateway") $v.history.caSecret.key }}
+- {name: history-ca, mountPath: /etc/hubcast/history-ca, readOnly: true}
+{{- end }}
+{{- if and (eq .component "gateway") $v.gateway.tlsSecret }}
+- {name: tls, mountPath: /etc/hubcast/tls, readOnly: true}
 {{- end }}
 {{- if and (eq .component "gateway") $v.auth.jwt.publicKey.key }}
 - {name: jwt-public-key, mountPath: /etc/hubcast/jwt-public-key, readOnly: true}
