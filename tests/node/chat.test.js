@@ -256,3 +256,120 @@ test('uploads, room members and the send rate limit', async () => {
     await bob.stop();
   }
 });
+
+test('ChatMessage carries ids, rooms and kinds next to the seed event', async () => {
+  const ann = await connectAs('ann5');
+  const bob = await connectAs('bob5');
+  try {
+    const seen = { ann: [], bob: [] };
+    ann.on('ChatMessage', (m) => seen.ann.push(m));
+    bob.on('ChatMessage', (m) => seen.bob.push(m));
+    const legacy = [];
+    bob.on('ReceiveMessage', (user, message, utc) => legacy.push({ user, message, utc }));
+    await ann.invoke('JoinRoom', 'ids');
+    await bob.invoke('JoinRoom', 'ids');
+    await ann.invoke('SendToRoom', 'ids', 'hello @bob5');
+    await ann.invoke('SendDirect', 'bob5', 'just you');
+    await ann.invoke('SendMessage', 'everyone');
+    const wait = async (list, predicate) => {
+      for (let i = 0; i < 100 && !list.some(predicate); i++) await new Promise((r) => setTimeout(r, 20));
+      return list.find(predicate);
+    };
+    const room = await wait(seen.bob, (m) => m.kind === 'room');
+    const history = await bob.invoke('RecentMessages', 'ids', 10);
+    assert.deepEqual({ ...room, kind: undefined, id: room.id }, { ...history.at(-1), kind: undefined },
+      'the live line is the stored one');
+    assert.equal(room.fromUser, 'ann5');
+    assert.ok(Number.isInteger(room.id) && room.id > 0);
+    const direct = await wait(seen.bob, (m) => m.kind === 'direct');
+    assert.equal(direct.room, 'dm:ann5:bob5');
+    assert.equal(direct.content, 'just you');
+    assert.ok(await wait(seen.ann, (m) => m.kind === 'direct'), "the sender's own connection hears its DM");
+    const broadcast = await wait(seen.bob, (m) => m.kind === 'broadcast');
+    assert.deepEqual([broadcast.id, broadcast.room, broadcast.content], [null, null, 'everyone']);
+    const joined = await wait(seen.ann, (m) => m.kind === 'system' && m.content === 'bob5 joined ids');
+    assert.equal(joined.room, 'ids');
+    assert.equal(joined.fromUser, 'SYSTEM');
+    // The seed's event still arrives, with the same time.
+    const seedLine = await wait(legacy, (l) => l.message === 'hello @bob5');
+    assert.equal(new Date(seedLine.utc).getTime(), new Date(room.utc).getTime());
+    // Read receipts and deletes work on the live id.
+    const receipt = new Promise((resolve) => ann.on('ReadReceipt', (...args) => resolve(args)));
+    await bob.invoke('MarkRead', 'ids', room.id);
+    assert.deepEqual(await withTimeout(receipt, 5000, 'a ReadReceipt'), ['bob5', 'ids', room.id]);
+    const deleted = new Promise((resolve) => bob.on('MessageDeleted', resolve));
+    await ann.invoke('DeleteMessage', room.id);
+    assert.equal(await withTimeout(deleted, 5000, 'a MessageDeleted'), room.id);
+  } finally {
+    await ann.stop();
+    await bob.stop();
+  }
+});
+
+test('UploadFile keeps a file that /uploads serves back as an attachment, never as a page', async () => {
+  const ann = await connectAs('ann6');
+  try {
+    const data = Buffer.alloc(1024 * 1024 + 5);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) % 251;
+    const progress = [];
+    ann.on('UploadProgress', (bytes) => progress.push(bytes));
+    const upload = async (name, type, bytes) => {
+      const subject = new signalR.Subject();
+      const done = ann.invoke('UploadFile', name, type, subject);
+      for (let at = 0; at < bytes.length; at += 16 * 1024) {
+        subject.next(bytes.subarray(at, at + 16 * 1024).toString('base64'));
+      }
+      subject.complete();
+      return done;
+    };
+    const file = await upload('C:\\photos\\naïve.bin', 'Application/X-Thing; q=1', data);
+    const sha256 = require('node:crypto').createHash('sha256').update(data).digest('hex');
+    assert.equal(file.bytes, data.length);
+    assert.equal(file.sha256, sha256);
+    assert.equal(file.name, 'naïve.bin');
+    assert.equal(file.contentType, 'application/x-thing');
+    assert.equal(file.url, `/uploads/${file.id}`);
+    assert.equal(progress.at(-1), data.length);
+    assert.equal(progress.length, Math.ceil(data.length / (16 * 1024)));
+
+    const response = await fetch(`${server.url}${file.url}`);
+    assert.equal(response.status, 200);
+    assert.deepEqual(Buffer.from(await response.arrayBuffer()), data);
+    assert.equal(response.headers.get('content-type'), 'application/octet-stream');
+    assert.match(response.headers.get('content-disposition'), /^attachment; filename="na_ve\.bin"; filename\*=UTF-8''na%C3%AFve%2Ebin$/);
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+
+    const page = await upload('x.html', 'text/html', Buffer.from('<script>alert(1)</script>'));
+    const html = await fetch(`${server.url}${page.url}`);
+    assert.equal(html.headers.get('content-type'), 'application/octet-stream', 'HTML is never served as HTML');
+    assert.match(html.headers.get('content-security-policy'), /sandbox/);
+    const png = await upload('dot.png', 'image/png', Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+    assert.equal((await fetch(`${server.url}${png.url}`)).headers.get('content-type'), 'image/png');
+
+    assert.equal((await fetch(`${server.url}/uploads/AAAAAAAAAAAAAAAAAAAAAA`)).status, 404);
+    assert.equal((await fetch(`${server.url}/uploads/../chat.db`)).status, 404);
+    await assert.rejects(upload('big.bin', '', Buffer.alloc(10 * 1024 * 1024 + 1)), /Uploads are limited to 10485760 bytes\./);
+    await assert.rejects(upload('', 'text/plain', Buffer.from('x')), /file name/);
+    const bad = new signalR.Subject();
+    const refused = ann.invoke('UploadFile', 'a.txt', 'text/plain', bad);
+    bad.next('not base64!');
+    bad.complete();
+    await assert.rejects(refused, /base64/);
+  } finally {
+    await ann.stop();
+  }
+});
+
+test('GET /auth/session says who the cookie signs in and whether the dev login is on', async () => {
+  const anonymous = await (await fetch(`${server.url}/auth/session`)).json();
+  assert.deepEqual(anonymous, { user: null, devLogin: true });
+  const login = await fetch(`${server.url}/auth/dev-login?user=carol`, { method: 'POST' });
+  const cookie = login.headers.get('set-cookie').split(';')[0];
+  const session = await fetch(`${server.url}/auth/session`, { headers: { cookie } });
+  assert.equal(session.headers.get('cache-control'), 'no-store');
+  assert.deepEqual(await session.json(), { user: 'carol', devLogin: true });
+  assert.equal((await fetch(`${server.url}/auth/logout`, { method: 'POST', headers: { cookie } })).status, 204);
+  assert.deepEqual(await (await fetch(`${server.url}/auth/session`, { headers: { cookie } })).json(),
+    { user: null, devLogin: true }, 'a revoked session is nobody');
+  assert.equal((await fetch(`${server.url}/auth/session`, { method: 'POST' })).status, 405);
+});

@@ -13,12 +13,21 @@
 //! | `RecentMessages(room, take)` / `RecentMessagesBefore(room, beforeId, take)` | history, oldest first |
 //! | `StreamTime()` | a stream of ISO-8601 times, one a second, until cancelled |
 //! | `UploadChunks(stream)` | an upload stream of base64 or text chunks (at most 10 MiB): the caller gets `UploadProgress(bytes)` as it goes; resolves to `{bytes, sha256}` |
+//! | `UploadFile(name, contentType, stream)` | a file as a stream of base64 chunks (each within the hub's maximum message size: 16 KiB of file per chunk fits the default 32 KiB; at most 10 MiB in all), kept with the history: `UploadProgress(bytes)` as it goes; resolves to `{id, name, contentType, bytes, sha256, url}`, the file then served at `url` (`/uploads/<id>`, see [`crate::files`]) |
 //! | `RoomMembers(room)` | sorted user ids of the room's members |
 //! | `MarkRead(room, messageId)` | the room: `ReadReceipt(user, room, messageId)` |
 //! | `@user` in `SendToRoom` | that user: `Mentioned(fromUser, room, messageId)` |
 //! | `KickUser(userId)` (Admin) | closes the user's connections with a reason |
 //! | `MuteUser(userId, minutes)` (Admin) | the user's sends fail until then |
 //! | `DeleteMessage(id)` (Admin or author) | all: `MessageDeleted(id)` |
+//!
+//! Every line a client hears as `ReceiveMessage(user, message, utc)` (the seed's event, kept for its
+//! clients) also goes out as `ChatMessage({id, room, fromUser, content, utc, kind})` to the same
+//! recipients, for clients that need more than the seed's three arguments (the chat page): `kind` is
+//! `room` or `direct` (stored: `id` is the history id, `room` the room or the direct conversation's
+//! key), `broadcast` (`SendMessage`, not stored) or `system` (joins and departures; `room` set for a
+//! room's). A direct message's `ChatMessage` also reaches the sender's own connections. A client
+//! listens to one of the two.
 //!
 //! Moderation actions are written to the audit log (tracing target `hubcast::audit`, no message text).
 //!
@@ -30,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hubcast_gateway::hub::ClientStream;
+use hubcast_gateway::hub::{ClientProxy, ClientStream};
 use hubcast_gateway::{Context, GroupName, Hub, HubError};
 use hubcast_http::throttle::LogThrottle;
 use hubcast_protocol::dotnet::DateTime;
@@ -38,12 +47,75 @@ use hubcast_protocol::dotnet::DateTime;
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 
-use crate::store::{MessageStore, StoreError, StoredMessage, direct_room, direct_users};
+use crate::store::{
+    MessageStore, StoreError, StoredFile, StoredMessage, direct_room, direct_users,
+};
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE: usize = 4000;
 /// Largest upload accepted by `UploadChunks`, in bytes.
 pub const MAX_UPLOAD: u64 = 10 * 1024 * 1024;
+
+/// A line as the `ChatMessage` event carries it (the shape of a [`StoredMessage`], plus its kind).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveMessage<'a> {
+    /// The history id (stored lines only).
+    pub id: Option<i64>,
+    /// The room, or the direct conversation's key ([`crate::direct_room`]); none for broadcasts and
+    /// presence lines.
+    pub room: Option<&'a str>,
+    /// The author, `SYSTEM` for joins and departures.
+    pub from_user: &'a str,
+    /// The text.
+    pub content: &'a str,
+    /// When it was sent.
+    pub utc: DateTime,
+    /// What it is.
+    pub kind: LineKind,
+}
+
+/// What a [`LiveMessage`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    /// `SendToRoom`.
+    Room,
+    /// `SendDirect`.
+    Direct,
+    /// `SendMessage`.
+    Broadcast,
+    /// A join or a departure.
+    System,
+}
+
+impl LiveMessage<'_> {
+    /// Sends the line to `to` in both shapes: the seed's `ReceiveMessage` and `ChatMessage`.
+    async fn post(&self, to: &ClientProxy) -> Result<(), HubError> {
+        to.send("ReceiveMessage", &(self.from_user, self.content, self.utc))
+            .await?;
+        to.send("ChatMessage", &(self,)).await?;
+        Ok(())
+    }
+}
+
+/// A file kept by `UploadFile`, as its caller gets it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedFile {
+    /// The id in its URL.
+    pub id: String,
+    /// The file name kept (directories dropped).
+    pub name: String,
+    /// The content type kept.
+    pub content_type: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Where it is served: `/uploads/<id>`.
+    pub url: String,
+}
 
 /// The result of `UploadChunks`.
 #[derive(Debug, serde::Serialize)]
@@ -123,6 +195,14 @@ impl Chat {
     pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.store_errors.clone()))?;
         registry.register(Box::new(self.history_up.clone()))
+    }
+
+    /// `GET /uploads/<id>`: the files `UploadFile` kept (see [`crate::files`]).
+    pub fn files_route(&self) -> hubcast_http::RouteHandler {
+        crate::files::route(
+            self.store.clone(),
+            self.store_errors.with_label_values(&["download"]),
+        )
     }
 
     /// A handle that checks the history store (readiness), kept by whoever watches it.
@@ -289,7 +369,15 @@ fn backplane_error(error: hubcast_gateway::BackplaneError) -> HubError {
 }
 
 /// The operations `hubcast_history_errors_total` counts.
-const STORE_OPERATIONS: [&str; 5] = ["append", "read", "delete", "mute", "muted_until"];
+const STORE_OPERATIONS: [&str; 7] = [
+    "append",
+    "read",
+    "delete",
+    "mute",
+    "muted_until",
+    "upload",
+    "download",
+];
 
 /// Logs store failures at most once a second.
 static STORE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
@@ -310,6 +398,7 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
         .method("RecentMessagesBefore", recent_messages_before)
         .method("RoomMembers", room_members)
         .method("UploadChunks", upload_chunks)
+        .method("UploadFile", upload_file)
         .stream("StreamTime", stream_time)
         .method("MarkRead", mark_read)
         .method("KickUser", kick_user)
@@ -327,34 +416,43 @@ pub fn chat_hub(chat: Chat) -> Hub<Chat> {
 async fn announce_arrival(ctx: Ctx) -> Result<(), HubError> {
     if others_online(&ctx).await == Some(false) {
         let text = format!("{} joined", user(&ctx));
-        ctx.clients()
-            .all()
-            .send("ReceiveMessage", &("SYSTEM", text, now()))
-            .await?;
+        system(None, &text).post(&ctx.clients().all()).await?;
     }
     Ok(())
+}
+
+/// A join or departure line, of `room` or (none) of the whole chat.
+fn system<'a>(room: Option<&'a str>, text: &'a str) -> LiveMessage<'a> {
+    LiveMessage {
+        id: None,
+        room,
+        from_user: "SYSTEM",
+        content: text,
+        utc: now(),
+        kind: LineKind::System,
+    }
 }
 
 /// The last connection of a user announces its departure to all.
 async fn announce_departure(ctx: Ctx, _error: Option<String>) {
     if others_online(&ctx).await == Some(false) {
         let text = format!("{} left", user(&ctx));
-        let _ = ctx
-            .clients()
-            .all()
-            .send("ReceiveMessage", &("SYSTEM", text, now()))
-            .await;
+        let _ = system(None, &text).post(&ctx.clients().all()).await;
     }
 }
 
 async fn send_message(ctx: Ctx, message: String) -> Result<(), HubError> {
     check_message(&message)?;
     check_not_muted(&ctx).await?;
-    ctx.clients()
-        .all()
-        .send("ReceiveMessage", &(user(&ctx), message, now()))
-        .await?;
-    Ok(())
+    let line = LiveMessage {
+        id: None,
+        room: None,
+        from_user: &user(&ctx),
+        content: &message,
+        utc: now(),
+        kind: LineKind::Broadcast,
+    };
+    line.post(&ctx.clients().all()).await
 }
 
 async fn set_typing(ctx: Ctx, is_typing: bool) -> Result<(), HubError> {
@@ -372,11 +470,9 @@ async fn join_room(ctx: Ctx, room: String) -> Result<(), HubError> {
     let room = check_room(&room)?;
     ctx.groups().add(ctx.connection_id(), room.as_str()).await?;
     let text = format!("{} joined {room}", user(&ctx));
-    ctx.clients()
-        .group(room.as_str())
-        .send("ReceiveMessage", &("SYSTEM", text, now()))
-        .await?;
-    Ok(())
+    system(Some(&room), &text)
+        .post(&ctx.clients().group(room.as_str()))
+        .await
 }
 
 async fn leave_room(ctx: Ctx, room: String) -> Result<(), HubError> {
@@ -385,11 +481,9 @@ async fn leave_room(ctx: Ctx, room: String) -> Result<(), HubError> {
         .remove(ctx.connection_id(), room.as_str())
         .await?;
     let text = format!("{} left {room}", user(&ctx));
-    ctx.clients()
-        .group(room.as_str())
-        .send("ReceiveMessage", &("SYSTEM", text, now()))
-        .await?;
-    Ok(())
+    system(Some(&room), &text)
+        .post(&ctx.clients().group(room.as_str()))
+        .await
 }
 
 async fn send_to_room(ctx: Ctx, room: String, message: String) -> Result<(), HubError> {
@@ -403,9 +497,8 @@ async fn send_to_room(ctx: Ctx, room: String, message: String) -> Result<(), Hub
     })
     .await?;
     let mentioned = mentions(&message);
-    ctx.clients()
-        .group(room.as_str())
-        .send("ReceiveMessage", &(name.as_str(), message, saved.utc))
+    stored(&saved, LineKind::Room)
+        .post(&ctx.clients().group(room.as_str()))
         .await?;
     for target in mentioned {
         ctx.clients()
@@ -426,14 +519,30 @@ async fn send_direct(ctx: Ctx, to_user: String, message: String) -> Result<(), H
         store.append(&conversation, &name, &message, Utc::now())
     })
     .await?;
+    let line = stored(&saved, LineKind::Direct);
+    // The seed's event skips the sending connection (its page shows its own line); ChatMessage does not.
+    let users = vec![to_user.into(), name.as_str().into()];
     ctx.clients()
-        .users_except(
-            vec![to_user.into(), name.as_str().into()],
-            vec![ctx.connection_id().clone()],
-        )
-        .send("ReceiveMessage", &(name, message, saved.utc))
+        .users_except(users.clone(), vec![ctx.connection_id().clone()])
+        .send("ReceiveMessage", &(name.as_str(), message, saved.utc))
+        .await?;
+    ctx.clients()
+        .users(users)
+        .send("ChatMessage", &(line,))
         .await?;
     Ok(())
+}
+
+/// A stored message as a live line.
+fn stored(message: &StoredMessage, kind: LineKind) -> LiveMessage<'_> {
+    LiveMessage {
+        id: Some(message.id),
+        room: Some(&message.room),
+        from_user: &message.from_user,
+        content: &message.content,
+        utc: message.utc,
+        kind,
+    }
 }
 
 async fn online_users(ctx: Ctx) -> Result<Vec<String>, HubError> {
@@ -482,19 +591,28 @@ async fn room_members(ctx: Ctx, room: String) -> Result<Vec<String>, HubError> {
     Ok(names.into_iter().collect())
 }
 
-async fn upload_chunks(ctx: Ctx, mut chunks: ClientStream<String>) -> Result<Upload, HubError> {
+/// Receives an upload stream: each chunk as `decode` reads it, at most [`MAX_UPLOAD`] bytes in all,
+/// handed to `keep`, with `UploadProgress(bytes)` to the caller after each. Returns the size and the
+/// SHA-256 (hex).
+async fn receive_upload(
+    ctx: &Ctx,
+    chunks: &mut ClientStream<String>,
+    decode: impl Fn(&str) -> Result<Vec<u8>, HubError>,
+    mut keep: impl FnMut(Vec<u8>),
+) -> Result<(u64, String), HubError> {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     let mut total: u64 = 0;
     while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
+        let chunk = decode(&chunk?)?;
         total += chunk.len() as u64;
         if total > MAX_UPLOAD {
             return Err(HubError::new(format!(
                 "Uploads are limited to {MAX_UPLOAD} bytes."
             )));
         }
-        hasher.update(chunk.as_bytes());
+        hasher.update(&chunk);
+        keep(chunk);
         ctx.clients()
             .caller()
             .send("UploadProgress", &(total,))
@@ -505,9 +623,62 @@ async fn upload_chunks(ctx: Ctx, mut chunks: ClientStream<String>) -> Result<Upl
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    tracing::info!(target: "hubcast::audit", action = "upload", actor = %user(&ctx), bytes = total, %sha256);
-    Ok(Upload {
-        bytes: total,
+    tracing::info!(target: "hubcast::audit", action = "upload", actor = %user(ctx), bytes = total, %sha256);
+    Ok((total, sha256))
+}
+
+async fn upload_chunks(ctx: Ctx, mut chunks: ClientStream<String>) -> Result<Upload, HubError> {
+    let (bytes, sha256) = receive_upload(
+        &ctx,
+        &mut chunks,
+        |chunk| Ok(chunk.as_bytes().to_vec()),
+        drop,
+    )
+    .await?;
+    Ok(Upload { bytes, sha256 })
+}
+
+async fn upload_file(
+    ctx: Ctx,
+    name: String,
+    content_type: String,
+    mut chunks: ClientStream<String>,
+) -> Result<UploadedFile, HubError> {
+    use base64::Engine as _;
+    let name = crate::files::check_name(&name).map_err(HubError::new)?;
+    let content_type = crate::files::check_content_type(&content_type).map_err(HubError::new)?;
+    let mut data = Vec::new();
+    let (bytes, sha256) = receive_upload(
+        &ctx,
+        &mut chunks,
+        |chunk| {
+            base64::engine::general_purpose::STANDARD
+                .decode(chunk)
+                .map_err(|_| {
+                    HubError::new(
+                        "Each chunk must be base64 (a whole number of 3-byte groups but the last).",
+                    )
+                })
+        },
+        |chunk| data.extend_from_slice(&chunk),
+    )
+    .await?;
+    let id = hubcast_protocol::ids::random_id()
+        .map_err(|e| HubError::internal("RandomException", e.to_string()))?;
+    let file = StoredFile {
+        id: id.clone(),
+        owner: user(&ctx),
+        name: name.clone(),
+        content_type: content_type.clone(),
+        data,
+    };
+    store(&ctx, "upload", |store| store.put_file(file)).await?;
+    Ok(UploadedFile {
+        url: format!("/uploads/{id}"),
+        id,
+        name,
+        content_type,
+        bytes,
         sha256,
     })
 }

@@ -1,7 +1,8 @@
 //! # hubcast-chat
 //!
-//! The chat application of the seed documents: the chat hub ([`hub`]) and its message stores ([`store`]: the trait; [`sqlite`], [`postgres`]).
+//! The chat application of the seed documents: the chat hub ([`hub`]), its message stores ([`store`]: the trait; [`sqlite`], [`postgres`]) and the download route of uploaded files ([`files`]).
 
+pub mod files;
 pub mod hub;
 pub mod postgres;
 pub mod sqlite;
@@ -11,5 +12,5 @@ pub mod tls;
 pub use hub::{Chat, HistoryProbe, chat_hub};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
-pub use store::{MessageStore, NoStore, StoreError, StoredMessage, direct_room};
+pub use store::{MessageStore, NoStore, StoreError, StoredFile, StoredMessage, direct_room};
 pub use tls::TlsMode;

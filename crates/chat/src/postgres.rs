@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts}
 use hubcast_backplane::BoxFuture;
 use tokio_postgres::Row;
 
-use crate::store::{MessageStore, StoreError, StoredMessage, to_stored_precision};
+use crate::store::{MessageStore, StoreError, StoredFile, StoredMessage, to_stored_precision};
 use crate::tls::{self, TlsMode};
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -96,6 +96,13 @@ const SCHEMA: &str = "BEGIN;
      CREATE TABLE IF NOT EXISTS hubcast_mutes (
          user_name TEXT PRIMARY KEY,
          until TIMESTAMPTZ NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS hubcast_files (
+         id TEXT PRIMARY KEY,
+         owner TEXT NOT NULL,
+         name TEXT NOT NULL,
+         content_type TEXT NOT NULL,
+         data BYTEA NOT NULL
      );
      COMMIT;";
 
@@ -278,6 +285,47 @@ impl MessageStore for PostgresStore {
                 )
                 .await?;
             Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_file(&self, file: StoredFile) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO hubcast_files (id, owner, name, content_type, data)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &file.id,
+                        &file.owner,
+                        &file.name,
+                        &file.content_type,
+                        &file.data,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn file(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredFile>, StoreError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT id, owner, name, content_type, data FROM hubcast_files WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            Ok(row.map(|row| StoredFile {
+                id: row.get(0),
+                owner: row.get(1),
+                name: row.get(2),
+                content_type: row.get(3),
+                data: row.get(4),
+            }))
         })
     }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use hubcast_backplane::BoxFuture;
 
-use crate::store::{MessageStore, StoreError, StoredMessage, in_force, to_stored_precision};
+use crate::store::{
+    MessageStore, StoreError, StoredFile, StoredMessage, in_force, to_stored_precision,
+};
 
 /// History in a SQLite file.
 #[derive(Clone)]
@@ -34,6 +36,13 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS mutes (
         user TEXT PRIMARY KEY,
         until_micros INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        data BLOB NOT NULL
     );
 ";
 
@@ -178,6 +187,39 @@ impl MessageStore for SqliteStore {
                 )
                 .optional()?;
             Ok(in_force(micros.and_then(DateTime::from_timestamp_micros)))
+        })
+    }
+
+    fn put_file(&self, file: StoredFile) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.run(move |db| {
+            db.execute(
+                "INSERT INTO files (id, owner, name, content_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![file.id, file.owner, file.name, file.content_type, file.data],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn file(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredFile>, StoreError>> {
+        let id = id.to_owned();
+        self.run(move |db| {
+            use rusqlite::OptionalExtension as _;
+            let found = db
+                .query_row(
+                    "SELECT id, owner, name, content_type, data FROM files WHERE id = ?1",
+                    [id],
+                    |row| {
+                        Ok(StoredFile {
+                            id: row.get(0)?,
+                            owner: row.get(1)?,
+                            name: row.get(2)?,
+                            content_type: row.get(3)?,
+                            data: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(found)
         })
     }
 }

@@ -27,6 +27,21 @@ pub struct StoredMessage {
     pub utc: hubcast_protocol::dotnet::DateTime,
 }
 
+/// A file sent with `UploadFile`, kept beside the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Random, unguessable (the download URL is `/uploads/<id>`).
+    pub id: String,
+    /// Who uploaded it.
+    pub owner: String,
+    /// The file name the uploader gave (no directories).
+    pub name: String,
+    /// The content type the uploader gave (`type/subtype`).
+    pub content_type: String,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("message store: {0}")]
@@ -92,6 +107,10 @@ pub trait MessageStore: Send + Sync + 'static {
     fn mute(&self, user: &str, until: DateTime<Utc>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// When `user`'s mute ends, if it has not yet.
     fn muted_until(&self, user: &str) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    /// Keeps an uploaded file (committed before it resolves).
+    fn put_file(&self, file: StoredFile) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The uploaded file with `id`, if there is one.
+    fn file(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredFile>, StoreError>>;
     /// Whether the store answers now (readiness and `hubcast_history_up`); stores kept in this process
     /// always do.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -156,5 +175,18 @@ impl MessageStore for NoStore {
         let mutes = self.mutes.lock().unwrap_or_else(|p| p.into_inner());
         let until = in_force(mutes.get(user).copied());
         Box::pin(async move { Ok(until) })
+    }
+
+    fn put_file(&self, _: StoredFile) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async {
+            Err(StoreError(
+                "uploads are kept with the history, and this node keeps none (--history none)"
+                    .into(),
+            ))
+        })
+    }
+
+    fn file(&self, _: &str) -> BoxFuture<'_, Result<Option<StoredFile>, StoreError>> {
+        Box::pin(async { Ok(None) })
     }
 }

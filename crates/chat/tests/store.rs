@@ -1,6 +1,6 @@
 //! The message stores, SQLite and PostgreSQL (the local server: `HUBCAST_TEST_POSTGRES`, default
 //! `host=127.0.0.1 user=postgres dbname=test`): history order and paging, deletion, direct-conversation
-//! keys, durability across a reopen, mutes shared through the store.
+//! keys, durability across a reopen, mutes and uploaded files shared through the store.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,7 +11,7 @@
 
 use chrono::Utc;
 use hubcast_chat::{
-    MessageStore, NoStore, PostgresOptions, PostgresStore, SqliteStore, direct_room,
+    MessageStore, NoStore, PostgresOptions, PostgresStore, SqliteStore, StoredFile, direct_room,
 };
 
 fn temp_db(name: &str) -> std::path::PathBuf {
@@ -195,4 +195,44 @@ async fn mutes_are_shared_through_the_store() {
     mutes(&a, &b).await;
     let none = NoStore::default();
     mutes(&none, &none).await;
+}
+
+/// An uploaded file comes back byte for byte through another handle; an id twice is refused.
+async fn files(store: &dyn MessageStore, other: &dyn MessageStore) {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let file = StoredFile {
+        id: room("file"),
+        owner: "ann".into(),
+        name: "naïve.bin".into(),
+        content_type: "application/octet-stream".into(),
+        data,
+    };
+    store.put_file(file.clone()).await.unwrap();
+    assert_eq!(other.file(&file.id).await.unwrap(), Some(file.clone()));
+    assert_eq!(other.file("nothing-here").await.unwrap(), None);
+    assert!(store.put_file(file).await.is_err(), "ids are unique");
+}
+
+#[tokio::test]
+async fn uploaded_files_are_kept_with_the_history() {
+    let path = temp_db("files");
+    let (a, b) = (
+        SqliteStore::open(&path).unwrap(),
+        SqliteStore::open(&path).unwrap(),
+    );
+    files(&a, &b).await;
+    let (a, b) = (postgres().await, postgres().await);
+    files(&a, &b).await;
+    let none = NoStore::default();
+    let error = none
+        .put_file(StoredFile {
+            id: "x".into(),
+            owner: "ann".into(),
+            name: "x".into(),
+            content_type: "text/plain".into(),
+            data: vec![1],
+        })
+        .await
+        .unwrap_err();
+    assert!(error.0.contains("--history none"), "{error}");
 }

@@ -237,7 +237,11 @@ async fn build_gateway(
     let chat = Chat::new(history(config)?);
     chat.register_metrics(registry)?;
     let probe = chat.history_probe();
-    builder = builder.hub("/hubs/chat", chat_hub(chat), chat_options);
+    builder = builder.route("/uploads/", chat.files_route()).hub(
+        "/hubs/chat",
+        chat_hub(chat),
+        chat_options,
+    );
     let upstream_metrics = UpstreamMetrics::new();
     upstream_metrics.register(registry)?;
     for upstream in &config.upstreams {

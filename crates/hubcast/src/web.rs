@@ -20,6 +20,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/index.html", "index.html", "text/html; charset=utf-8"),
     ("/chat.js", "chat.js", "text/javascript; charset=utf-8"),
     ("/style.css", "style.css", "text/css; charset=utf-8"),
+    ("/favicon.svg", "favicon.svg", "image/svg+xml"),
     (
         "/lib/signalr.min.js",
         "node_modules/@microsoft/signalr/dist/browser/signalr.min.js",

@@ -16,7 +16,9 @@
 //! - `POST /auth/login` with a valid bearer token: sets the session cookie for that user;
 //! - `POST /auth/logout`: revokes the session and clears the cookie (204);
 //! - `POST /auth/dev-login?user=NAME[&role=ROLE]` (dev mode only): signs NAME in without credentials,
-//!   sets the cookie.
+//!   sets the cookie;
+//! - `GET /auth/session`: `{"user": NAME or null, "devLogin": bool}`, who the request's cookie signs in
+//!   (so a page resumes after a reload) and whether the dev login is on.
 //!
 //! Sign-ins answer `{"accessToken": …, "user": …}`, the session token also usable as a bearer token.
 //!
@@ -267,6 +269,20 @@ impl SessionCookies {
         request: &Request<Incoming>,
         bearer: Option<&JwtAuth>,
     ) -> Response<Body> {
+        let path = request.uri().path().to_ascii_lowercase();
+        if path.trim_end_matches('/') == "/auth/session" {
+            if request.method() != Method::GET {
+                return empty(StatusCode::METHOD_NOT_ALLOWED);
+            }
+            let user = self.user(request.headers()).await.map(|u| u.id.to_string());
+            let body = serde_json::json!({ "user": user, "devLogin": self.dev_login }).to_string();
+            let mut response =
+                response_bytes(StatusCode::OK, "application/json", Bytes::from(body));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
         if request.method() != Method::POST {
             return empty(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -276,7 +292,6 @@ impl SessionCookies {
             .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
             || request.uri().scheme_str() == Some("https");
-        let path = request.uri().path().to_ascii_lowercase();
         let (name, roles, not_after) = match path.trim_end_matches('/') {
             "/auth/logout" => {
                 self.revoke(request.headers()).await;
