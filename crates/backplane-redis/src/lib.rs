@@ -78,6 +78,9 @@ pub struct RedisConfig {
     /// Over TLS (`rediss…`): a client certificate and its key (PEM), for servers that ask for one
     /// (`tls-auth-clients yes`).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The `host:port` other nodes relay this node's connections' requests to (see
+    /// [`Presence::node_address`](hubcast_backplane::Presence::node_address)); none: not advertised.
+    pub advertise: Option<String>,
 }
 
 impl RedisConfig {
@@ -159,6 +162,7 @@ impl RedisConfig {
             sentinel_password: None,
             ca_file: None,
             client_cert: None,
+            advertise: None,
         }
     }
 }
@@ -283,6 +287,7 @@ impl RedisBackplane {
             commands.clone(),
             hubs.clone(),
             config.node_ttl,
+            config.advertise.as_deref(),
         );
         let inner = Arc::new(Inner {
             channels: channels.clone(),
@@ -862,6 +867,11 @@ impl Presence for RedisBackplane {
                 None => Ok(false),
             }
         })
+    }
+
+    fn node_address(&self, node: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let node = node.to_owned();
+        Box::pin(async move { self.inner.presence.node_address(&node).await })
     }
 
     fn record(

@@ -4,6 +4,8 @@
 //!
 //! Keys (all under the hash tag `{P}`, so one Lua script can touch them atomically, also on a Cluster):
 //! - `{P}:nodes`: sorted set of node tags, scored by heartbeat expiry (ms, Redis clock);
+//! - `{P}:addr`: hash node tag → the address it advertises for relayed requests (set by its heartbeat,
+//!   removed with it);
 //! - `{P}:node:T`: hash `hub\nconnection` → user of node `T`'s connections;
 //! - `{P}:online:H`: hash user → number of connections;
 //! - `{P}:user:H:U`: hash connection → node tag of user `U`'s connections;
@@ -78,6 +80,7 @@ elseif op == 'clean' then
 elseif op == 'retire' then
   clean(ARGV[3])
   redis.call('ZREM', KEYS[1], ARGV[3])
+  redis.call('HDEL', k('addr'), ARGV[3])
   return 1
 elseif op == 'heartbeat' then
   local tag, ttl = ARGV[3], tonumber(ARGV[4])
@@ -87,8 +90,10 @@ elseif op == 'heartbeat' then
   for _, d in ipairs(dead) do
     if d ~= tag then clean(d) end
     redis.call('ZREM', KEYS[1], d)
+    redis.call('HDEL', k('addr'), d)
   end
   local added = redis.call('ZADD', KEYS[1], now + ttl, tag)
+  if ARGV[5] ~= '' then redis.call('HSET', k('addr'), tag, ARGV[5]) end
   local swept = #dead
   if added == 1 then swept = -1 - swept end
   return swept
@@ -132,6 +137,8 @@ pub(crate) struct RedisPresence {
     commands: Commands,
     ops: mpsc::UnboundedSender<Op>,
     ttl: Duration,
+    /// The address this node advertises for relayed requests (empty: none).
+    address: String,
     hubs: Hubs,
     /// Online users per hub, read at each heartbeat.
     sizes: std::sync::Mutex<Vec<(String, u64)>>,
@@ -148,6 +155,7 @@ impl RedisPresence {
         commands: Commands,
         hubs: Hubs,
         ttl: Duration,
+        address: Option<&str>,
     ) -> Arc<Self> {
         let tagged = format!("{{{prefix}}}");
         let keys = Keys {
@@ -161,6 +169,7 @@ impl RedisPresence {
             commands: commands.clone(),
             ops,
             ttl,
+            address: address.unwrap_or_default().to_owned(),
             hubs: hubs.clone(),
             sizes: std::sync::Mutex::new(Vec::new()),
         });
@@ -225,6 +234,15 @@ impl RedisPresence {
         pipeline.hkeys(key);
         let (connections,): (Vec<String>,) = self.commands.query(&pipeline).await?;
         Ok(connections.into_iter().map(ConnectionId::from).collect())
+    }
+
+    /// The address live node `node` advertises, if any (nodes whose heartbeat expired are swept with
+    /// their address by the next heartbeat of any node).
+    pub(crate) async fn node_address(&self, node: &str) -> Result<Option<String>, BackplaneError> {
+        let mut pipeline = redis::pipe();
+        pipeline.hget(format!("{}:addr", self.keys.tagged), node);
+        let (address,): (Option<String>,) = self.commands.query(&pipeline).await?;
+        Ok(address)
     }
 
     /// Whether node `node` holds `connection` of `hub`.
@@ -294,7 +312,8 @@ impl RedisPresence {
         self.keys.eval(&mut pipeline, "heartbeat");
         pipeline
             .arg(&self.keys.node)
-            .arg(self.ttl.as_millis() as u64);
+            .arg(self.ttl.as_millis() as u64)
+            .arg(&self.address);
         let (swept,): (i64,) = self.commands.query(&pipeline).await?;
         let (missing, swept) = if swept < 0 {
             (true, -1 - swept)

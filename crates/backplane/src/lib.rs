@@ -312,6 +312,13 @@ pub trait Presence: Send + Sync + 'static {
         hub: &str,
         connection: &ConnectionId,
     ) -> BoxFuture<'_, Result<bool, BackplaneError>>;
+
+    /// The address (`host:port`) live node `node` advertised for requests relayed to it, if any: the
+    /// address comes from the nodes themselves, never from a request.
+    fn node_address(&self, node: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let _ = node;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The seam between hubs and the nodes they share connections with: a [`Broker`] and a [`Presence`].

@@ -19,6 +19,7 @@ pub mod endpoint;
 mod http;
 pub mod hub;
 pub mod metrics;
+pub mod relay;
 mod runtime;
 
 use std::collections::HashMap;
@@ -59,6 +60,10 @@ pub(crate) struct GatewayInner {
     pub(crate) http_metrics: hubcast_http::HttpMetrics,
     pub(crate) metrics: Arc<metrics::GatewayMetrics>,
     pub(crate) tls: Option<hubcast_http::Tls>,
+    /// Where requests for other nodes' connections go (none: they are answered 404).
+    pub(crate) relay: Option<Arc<dyn relay::Relay>>,
+    /// This node's tag (prefix of its connection ids and tokens).
+    pub(crate) node_tag: Option<Arc<str>>,
 }
 
 /// Why a gateway could not be built.
@@ -108,6 +113,7 @@ pub struct GatewayBuilder {
     limits: ServerLimits,
     http_metrics: hubcast_http::HttpMetrics,
     tls: Option<hubcast_http::Tls>,
+    relay: Option<Arc<dyn relay::Relay>>,
 }
 
 impl GatewayBuilder {
@@ -127,6 +133,7 @@ impl GatewayBuilder {
             limits: ServerLimits::default(),
             http_metrics: hubcast_http::HttpMetrics::new(),
             tls: None,
+            relay: None,
         }
     }
 
@@ -165,6 +172,13 @@ impl GatewayBuilder {
     /// sign-in routes are mounted with [`route`](Self::route)).
     pub fn sessions(mut self, sessions: Arc<dyn auth::SessionAuth>) -> Self {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// Forwards transport requests for connections of other nodes through `relay`, so that no request
+    /// needs to reach the node holding its connection (see [`relay`]).
+    pub fn relay(mut self, relay: Arc<dyn relay::Relay>) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -283,6 +297,8 @@ impl GatewayBuilder {
                 http_metrics: self.http_metrics,
                 metrics,
                 tls: self.tls,
+                relay: self.relay,
+                node_tag: self.backplane.node_tag().map(Arc::from),
                 cors: http::cors::Cors::new(self.allowed_origins),
             }),
             hubs,

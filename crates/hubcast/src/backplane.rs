@@ -21,8 +21,8 @@ pub(crate) struct Chosen {
 }
 
 /// Builds the backplane the flags name (`memory`, `redis://…`, `redis+sentinel://…`,
-/// `redis+cluster://…`).
-pub(crate) async fn choose(config: &Config) -> anyhow::Result<Chosen> {
+/// `redis+cluster://…`); a Redis backplane advertises `advertise` for relayed requests.
+pub(crate) async fn choose(config: &Config, advertise: Option<String>) -> anyhow::Result<Chosen> {
     let spec = config.backplane.url.as_str();
     if spec == "memory" {
         return Ok(Chosen {
@@ -32,7 +32,10 @@ pub(crate) async fn choose(config: &Config) -> anyhow::Result<Chosen> {
             redis: None,
         });
     }
-    let config = config.redis();
+    let config = hubcast_backplane_redis::RedisConfig {
+        advertise,
+        ..config.redis()
+    };
     let redis = RedisBackplane::connect(config)
         .await
         .with_context(|| format!("starting the Redis backplane at {}", redact(spec)))?;

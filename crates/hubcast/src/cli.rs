@@ -181,6 +181,11 @@ pub(crate) struct BackplaneArgs {
     /// [default: 7500ms].
     #[arg(long, env = "HUBCAST_NODE_TTL")]
     pub(crate) node_ttl: Option<humantime::Duration>,
+    /// `host:port` where the other nodes reach this node's client listener, to relay requests for its
+    /// connections (in Kubernetes: `$(POD_IP):8080`) [default: the client listener's address when it
+    /// names one].
+    #[arg(long, env = "HUBCAST_ADVERTISE_ADDRESS")]
+    pub(crate) advertise_address: Option<String>,
 }
 
 /// TLS on the listeners.

@@ -92,6 +92,11 @@ pub(crate) struct BackplaneSettings {
     /// Over TLS (`rediss…`): a client certificate and its key.
     pub(crate) client_cert: Option<PathBuf>,
     pub(crate) client_key: Option<PathBuf>,
+    /// `host:port` where the other nodes reach this node's client listener, to relay requests for its
+    /// connections; default: the client listener's address when it names one (not `0.0.0.0`).
+    pub(crate) advertise_address: Option<String>,
+    /// Relay requests for other nodes' connections to them (no session affinity needed).
+    pub(crate) relay: bool,
 }
 
 impl Default for BackplaneSettings {
@@ -109,6 +114,8 @@ impl Default for BackplaneSettings {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            advertise_address: None,
+            relay: true,
         }
     }
 }
@@ -656,6 +663,10 @@ impl Config {
             backplane.backplane_ca_file.clone().map(Some),
         );
         set(
+            &mut self.backplane.advertise_address,
+            backplane.advertise_address.clone().map(Some),
+        );
+        set(
             &mut self.backplane.client_cert,
             backplane.backplane_client_cert.clone().map(Some),
         );
@@ -713,6 +724,16 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::Setting(format!("backplane: {e}")))?;
         }
+        if let Some(address) = &self.backplane.advertise_address {
+            let port = address
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
+                return setting(format!(
+                    "backplane.advertise_address: expected host:port, got '{address}'"
+                ));
+            }
+        }
         let history = &self.history.url;
         if history != "none" && !history.starts_with("sqlite:") {
             hubcast_chat::PostgresStore::check(history).map_err(|e| {
@@ -753,6 +774,18 @@ impl Config {
                 .map_err(|e| ConfigError::Setting(format!("control.api_key_sha256: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Where other nodes reach this node for relayed requests: `advertise_address`, else the client
+    /// listener's `bound` address when it names a host (not `0.0.0.0` or `::`).
+    pub(crate) fn advertise_address(&self, bound: SocketAddr) -> Option<String> {
+        if !self.backplane.relay {
+            return None;
+        }
+        self.backplane
+            .advertise_address
+            .clone()
+            .or_else(|| (!bound.ip().is_unspecified()).then(|| bound.to_string()))
     }
 
     /// The Redis backplane's configuration.

@@ -119,11 +119,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let registry = process_registry();
     let http_metrics = HttpMetrics::new();
     http_metrics.register(&registry)?;
-    let chosen = backplane::choose(&config).await?;
+    // Bound first: the backplane advertises the address the other nodes relay requests to.
+    let listener = bind(config.listen()).await?;
+    let tls = listener_tls(&config)?;
+    let advertise = match &tls {
+        Some(_) => None,
+        None => config.advertise_address(listener.local_addr()?),
+    };
+    if config.backplane.url != "memory" && advertise.is_none() && config.backplane.relay {
+        tracing::warn!(
+            "no address to advertise: other nodes cannot relay requests for this node's connections \
+             (set --advertise-address, e.g. $(POD_IP):8080), so clients need session affinity"
+        );
+    }
+    let chosen = backplane::choose(&config, advertise.clone()).await?;
     if let Some(redis) = &chosen.redis {
         redis.register_metrics(&registry)?;
     }
-    let tls = listener_tls(&config)?;
     let (gateway, history) = build_gateway(
         &config,
         &chosen,
@@ -132,7 +144,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tls.clone(),
     )
     .await?;
-    let listener = bind(config.listen()).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
     // The admin listener outlives the drain: /ready answers 503, /live 200 and /metrics can be
@@ -153,6 +164,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         node_id = %node_id,
         node_tag = chosen.backplane.node_tag().unwrap_or("-"),
+        relay = advertise.as_deref().unwrap_or("-"),
         admin = %admin_addr,
         "listening on {}",
         listener.local_addr()?
@@ -191,6 +203,20 @@ async fn build_gateway(
         .server_limits(config.server.clone())
         .http_metrics(http_metrics)
         .allowed_origins(config.allowed_origins.clone());
+    if chosen.redis.is_some() && config.backplane.relay {
+        if tls.is_some() {
+            tracing::warn!(
+                "requests for other nodes' connections are not relayed while the client listener \
+                 speaks TLS: route each connection to its node (session affinity), or end TLS before \
+                 the nodes"
+            );
+        } else {
+            let metrics = hubcast_relay::RelayMetrics::new();
+            metrics.register(registry)?;
+            let presence: Arc<dyn hubcast_backplane::Presence> = chosen.backplane.clone();
+            builder = builder.relay(Arc::new(hubcast_relay::HttpRelay::new(presence, metrics)));
+        }
+    }
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }
@@ -478,7 +504,7 @@ async fn run_control(config: Config) -> anyhow::Result<()> {
     let registry = process_registry();
     let http_metrics = HttpMetrics::new();
     http_metrics.register(&registry)?;
-    let chosen = backplane::choose(&config).await?;
+    let chosen = backplane::choose(&config, None).await?;
     if let Some(redis) = &chosen.redis {
         redis.register_metrics(&registry)?;
     }

@@ -32,7 +32,9 @@ impl ConnectionManager {
     }
 
     /// Creates and registers a connection for `owner` at `address`. With negotiate version 0 the token
-    /// is the connection id. `None` when the owner or address already holds its maximum.
+    /// is the connection id; else a secret that also starts with the node tag (`{tag}.{random}`), so
+    /// that any node can tell where to relay a request for it. `None` when the owner or address
+    /// already holds its maximum.
     pub(crate) fn create(
         &self,
         mount: Arc<Mount>,
@@ -42,7 +44,11 @@ impl ConnectionManager {
     ) -> Result<Option<Arc<Connection>>, RandomError> {
         let id = ConnectionId::generate(self.node_tag.as_deref())?;
         let token: Arc<str> = if negotiate_version > 0 {
-            Arc::from(ids::random_id()?)
+            let secret = ids::random_id()?;
+            Arc::from(match self.node_tag.as_deref() {
+                Some(tag) => format!("{tag}.{secret}"),
+                None => secret,
+            })
         } else {
             Arc::from(id.as_str())
         };

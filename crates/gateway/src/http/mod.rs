@@ -162,6 +162,21 @@ fn same_user(connection: &Connection, user: Option<&User>) -> Result<(), Refusal
     }
 }
 
+/// The node a request should be relayed to: the one its connection token names, when that is
+/// another node, this node does not hold the connection, and the request was not relayed already.
+fn relay_target<B>(inner: &GatewayInner, request: &Request<B>) -> Option<String> {
+    inner.relay.as_ref()?;
+    if request.headers().contains_key(crate::relay::RELAYED) {
+        return None;
+    }
+    let token = query_param(request.uri().query().unwrap_or(""), "id")?;
+    let node = crate::relay::token_node(&token)?;
+    if Some(node) == inner.node_tag.as_deref() || inner.manager.get(&token).is_some() {
+        return None;
+    }
+    Some(node.to_owned())
+}
+
 /// Dispatches a request on a mapped path by method and headers.
 async fn transport(
     inner: &Arc<GatewayInner>,
@@ -170,6 +185,12 @@ async fn transport(
     remote: SocketAddr,
     user: Option<User>,
 ) -> Response<Body> {
+    if let (Some(node), Some(relay)) = (relay_target(inner, &request), &inner.relay) {
+        return match relay.forward(&node, request).await {
+            Some(response) => response,
+            None => Refusal::UnknownId.response(&inner.metrics),
+        };
+    }
     let result = match *request.method() {
         Method::GET if fastwebsockets::upgrade::is_upgrade_request(&request) => {
             websocket::upgrade(inner, endpoint, request, remote, user)
