@@ -4,41 +4,20 @@
 // sends crossing to a client on the other node, the control API through it, /metrics not exposed.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
-const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
 const path = require('node:path');
 const { startServer } = require('./server');
-const { startRedis, freePort } = require('./redis');
+const { startRedis } = require('./redis');
+const { startNginx } = require('./nginx');
 const { signalR, withTimeout } = require('./helpers');
 
-const NGINX = '/usr/sbin/nginx';
 const SECRET = 'nginx-test-secret-of-enough-length';
 let redis;
 let nodes = [];
 let control;
 let nginx;
 let nginxUrl;
-let dir;
-
-function waitForPort(port, ms) {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => { socket.destroy(); resolve(); });
-      socket.once('error', () => {
-        if (Date.now() > deadline) reject(new Error(`nothing listens on ${port}`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
 
 before(async () => {
-  assert.ok(fs.existsSync(NGINX), 'Debian nginx is installed (.ci/run installs it)');
   redis = await startRedis();
   const env = {
     HUBCAST_BACKPLANE: redis.url,
@@ -48,46 +27,18 @@ before(async () => {
   };
   nodes = await Promise.all([0, 1].map(() => startServer({ env })));
   control = await startServer({ control: true, env: { HUBCAST_BACKPLANE: redis.url, HUBCAST_CONTROL_ANONYMOUS: 'true' } });
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubcast-nginx-'));
-  const port = await freePort();
-  const site = fs.readFileSync(path.join(__dirname, '..', '..', 'nginx', 'hubcast.conf'), 'utf8')
-    .replace('listen 80;', `listen 127.0.0.1:${port};`)
-    .replace('127.0.0.1:8080', `127.0.0.1:${nodes[0].port}`)
-    .replace('127.0.0.1:8082', `127.0.0.1:${nodes[1].port}`)
-    .replace('127.0.0.1:8081', `127.0.0.1:${control.port}`);
-  fs.writeFileSync(path.join(dir, 'hubcast.conf'), site);
-  const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
-  fs.writeFileSync(path.join(dir, 'nginx.conf'), `${user}
-daemon off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  include ${dir}/hubcast.conf;
-}
-`);
-  nginx = spawn(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  process.once('exit', () => nginx.kill('SIGKILL'));
-  await waitForPort(port, 10000);
-  nginxUrl = `http://127.0.0.1:${port}`;
+  nginx = await startNginx('hubcast.conf', [
+    ['127.0.0.1:8080', `127.0.0.1:${nodes[0].port}`],
+    ['127.0.0.1:8082', `127.0.0.1:${nodes[1].port}`],
+    ['127.0.0.1:8081', `127.0.0.1:${control.port}`],
+  ]);
+  nginxUrl = nginx.url;
 });
 
 after(async () => {
-  if (nginx) {
-    const exited = new Promise((resolve) => nginx.once('exit', resolve));
-    nginx.kill('SIGQUIT');
-    await exited;
-  }
+  await nginx?.stop();
   await Promise.all([...nodes, control].filter(Boolean).map((s) => s.stop()));
   await redis?.kill();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 async function token(base, user) {

@@ -3,14 +3,17 @@
 // balancer that sends every HTTP request, and every WebSocket upgrade, to the next node in turn, so a
 // connection's negotiate, polls, POSTs and streams land on different nodes. The official JS client in
 // every transport and protocol: invoke, streams both ways, group and user sends, client results, and
-// 1,000 messages each way with nothing lost, duplicated or reordered. Then the owner of a connection is
-// SIGKILLed: requests for it answer 404 on the other nodes, and automatic reconnect brings the client back.
+// 1,000 messages each way with nothing lost, duplicated or reordered; a stateful reconnect landing on
+// another node; the shipped round-robin nginx config (nginx/hubcast-no-affinity.conf). Then the owner of a
+// connection is SIGKILLed: requests for it answer 404 on the other nodes, and automatic reconnect brings
+// the client back.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const net = require('node:net');
 const { startServer } = require('./server');
 const { startRedis } = require('./redis');
+const { startNginx } = require('./nginx');
 const { signalR, withTimeout, buildConnection, MATRIX } = require('./helpers');
 
 let redis;
@@ -26,6 +29,7 @@ const open = [];
 function rotatingBalancer(backends) {
   let next = 0;
   const seen = backends.map(() => 0);
+  const upgrades = [];
   const pick = () => {
     const index = next++ % backends.length;
     seen[index] += 1;
@@ -56,7 +60,9 @@ function rotatingBalancer(backends) {
   });
   server.on('upgrade', (req, socket, head) => {
     const attempt = (left) => {
-      const upstream = net.connect(pick(), '127.0.0.1', () => {
+      const port = pick();
+      const upstream = net.connect(port, '127.0.0.1', () => {
+        upgrades.push({ port, socket, upstream });
         const lines = [`${req.method} ${req.url} HTTP/1.1`];
         for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
         upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -75,6 +81,9 @@ function rotatingBalancer(backends) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
     url: `http://127.0.0.1:${server.address().port}`,
     seen,
+    upgrades,
+    /** Drops every open WebSocket (no close frame either way); returns how many. */
+    cut: () => upgrades.filter((u) => !u.socket.destroyed).map((u) => { u.socket.destroy(); u.upstream.destroy(); return u; }).length,
     close: () => { server.closeAllConnections(); server.close(); agent.destroy(); },
   })));
 }
@@ -167,6 +176,91 @@ for (const { transport, protocol } of MATRIX) {
     });
   }
 }
+
+test('stateful reconnect: the socket cut mid-stream, the new WebSocket lands on another node, nothing lost', async () => {
+  const connection = new signalR.HubConnectionBuilder()
+    .withUrl(`${balancer.url}/testhub`, { transport: signalR.HttpTransportType.WebSockets })
+    .withStatefulReconnect()
+    .configureLogging(signalR.LogLevel.None)
+    .build();
+  const received = [];
+  connection.on('Message', (message) => received.push(message));
+  let closed = 0;
+  connection.onclose(() => { closed += 1; });
+  await withTimeout(connection.start(), 10000, 'start()');
+  open.push(connection);
+  const id = await connection.invoke('GetCallerConnectionId');
+  const before = balancer.upgrades.length;
+  const N = 200;
+  const sends = [];
+  for (let i = 0; i < N; i += 1) {
+    sends.push(connection.send('InvokeWithString', `m${i}`));
+    if (i === 60) {
+      await withTimeout(new Promise((resolve) => {
+        const wait = () => (received.length >= 20 ? resolve() : setTimeout(wait, 5));
+        wait();
+      }), 5000, '20 messages before the cut');
+      assert.ok(balancer.cut() >= 1, 'an open WebSocket to cut');
+    }
+  }
+  await withTimeout(Promise.all(sends), 10000, 'the sends');
+  await withTimeout(new Promise((resolve) => {
+    const wait = () => (received.length >= N ? resolve() : setTimeout(wait, 10));
+    wait();
+  }), 10000, `${N} messages`);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(received, Array.from({ length: N }, (_, i) => `m${i}`), 'every message once and in order');
+  const [first, second] = balancer.upgrades.slice(before - 1);
+  assert.ok(second, 'the client came back on a second WebSocket');
+  assert.notEqual(second.port, first.port, 'on another node');
+  assert.equal(await connection.invoke('GetCallerConnectionId'), id, 'the same connection, resumed');
+  assert.equal(closed, 0);
+  await connection.stop();
+});
+
+/** The relayed requests a node counted, by outcome. */
+async function relayed(node) {
+  const text = await (await fetch(`${node.adminUrl}/metrics`)).text();
+  const count = (outcome) => Number(new RegExp(`hubcast_relay_requests_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return count('forwarded') + count('upgraded');
+}
+
+test('through the shipped round-robin nginx config, every transport, relayed where needed', async () => {
+  const nginx = await startNginx('hubcast-no-affinity.conf', [
+    ['127.0.0.1:8080', `127.0.0.1:${nodes[0].port}`],
+    ['127.0.0.1:8082', `127.0.0.1:${nodes[1].port}`],
+    ['127.0.0.1:8083', `127.0.0.1:${nodes[2].port}`],
+    ['127.0.0.1:8081', `127.0.0.1:${nodes[0].port}`],
+  ]);
+  try {
+    const before = (await Promise.all(nodes.map(relayed))).reduce((a, b) => a + b, 0);
+    for (const transport of ['LongPolling', 'ServerSentEvents', 'WebSockets']) {
+      const connect = async () => {
+        const c = buildConnection(`${nginx.url}/cluster`, { transport });
+        c.got = [];
+        c.on('Message', (text) => c.got.push(text));
+        await withTimeout(c.start(), 10000, `start() over ${transport} through nginx`);
+        c.id = await c.invoke('Id');
+        return c;
+      };
+      const [a, b] = [await connect(), await connect()];
+      const messages = range(200, `${transport}-`);
+      for (const text of messages) a.send('ToConnections', [b.id], text);
+      for (const text of messages) b.send('ToConnections', [a.id], text);
+      await withTimeout(new Promise((resolve) => {
+        const wait = () => (a.got.length >= 200 && b.got.length >= 200 ? resolve() : setTimeout(wait, 10));
+        wait();
+      }), 20000, `200 messages each way over ${transport}`);
+      assert.deepEqual(a.got, messages);
+      assert.deepEqual(b.got, messages);
+      await Promise.all([a.stop(), b.stop()]);
+    }
+    const after = (await Promise.all(nodes.map(relayed))).reduce((a, b) => a + b, 0);
+    assert.ok(after > before, `nginx's round robin made the nodes relay (${after - before} relayed requests)`);
+  } finally {
+    await nginx.stop();
+  }
+});
 
 test('the owner killed: its connections are unknown everywhere, and clients reconnect on a live node', async () => {
   for (const transport of ['LongPolling', 'ServerSentEvents', 'WebSockets']) {
