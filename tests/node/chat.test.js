@@ -297,6 +297,13 @@ test('ChatMessage carries ids, rooms and kinds next to the seed event', async ()
     const receipt = new Promise((resolve) => ann.on('ReadReceipt', (...args) => resolve(args)));
     await bob.invoke('MarkRead', 'ids', room.id);
     assert.deepEqual(await withTimeout(receipt, 5000, 'a ReadReceipt'), ['bob5', 'ids', room.id]);
+    // In a direct conversation, a receipt reaches its two users; nobody else may send one.
+    const dmReceipt = new Promise((resolve) => ann.on('ReadReceipt', (...args) => { if (args[1] === direct.room) resolve(args); }));
+    await bob.invoke('MarkRead', direct.room, direct.id);
+    assert.deepEqual(await withTimeout(dmReceipt, 5000, 'a DM ReadReceipt'), ['bob5', direct.room, direct.id]);
+    const carol = await connectAs('carol5');
+    await assert.rejects(carol.invoke('MarkRead', direct.room, direct.id), /Join the room first/);
+    await carol.stop();
     const deleted = new Promise((resolve) => bob.on('MessageDeleted', resolve));
     await ann.invoke('DeleteMessage', room.id);
     assert.equal(await withTimeout(deleted, 5000, 'a MessageDeleted'), room.id);
@@ -362,14 +369,14 @@ test('UploadFile keeps a file that /uploads serves back as an attachment, never 
 
 test('GET /auth/session says who the cookie signs in and whether the dev login is on', async () => {
   const anonymous = await (await fetch(`${server.url}/auth/session`)).json();
-  assert.deepEqual(anonymous, { user: null, devLogin: true });
+  assert.deepEqual(anonymous, { user: null, roles: [], devLogin: true });
   const login = await fetch(`${server.url}/auth/dev-login?user=carol`, { method: 'POST' });
   const cookie = login.headers.get('set-cookie').split(';')[0];
   const session = await fetch(`${server.url}/auth/session`, { headers: { cookie } });
   assert.equal(session.headers.get('cache-control'), 'no-store');
-  assert.deepEqual(await session.json(), { user: 'carol', devLogin: true });
+  assert.deepEqual(await session.json(), { user: 'carol', roles: [], devLogin: true });
   assert.equal((await fetch(`${server.url}/auth/logout`, { method: 'POST', headers: { cookie } })).status, 204);
   assert.deepEqual(await (await fetch(`${server.url}/auth/session`, { headers: { cookie } })).json(),
-    { user: null, devLogin: true }, 'a revoked session is nobody');
+    { user: null, roles: [], devLogin: true }, 'a revoked session is nobody');
   assert.equal((await fetch(`${server.url}/auth/session`, { method: 'POST' })).status, 405);
 });

@@ -13,9 +13,9 @@
 //! | `RecentMessages(room, take)` / `RecentMessagesBefore(room, beforeId, take)` | history, oldest first |
 //! | `StreamTime()` | a stream of ISO-8601 times, one a second, until cancelled |
 //! | `UploadChunks(stream)` | an upload stream of base64 or text chunks (at most 10 MiB): the caller gets `UploadProgress(bytes)` as it goes; resolves to `{bytes, sha256}` |
-//! | `UploadFile(name, contentType, stream)` | a file as a stream of base64 chunks (each within the hub's maximum message size: 16 KiB of file per chunk fits the default 32 KiB; at most 10 MiB in all), kept with the history: `UploadProgress(bytes)` as it goes; resolves to `{id, name, contentType, bytes, sha256, url}`, the file then served at `url` (`/uploads/<id>`, see [`crate::files`]) |
+//! | `UploadFile(name, contentType, stream)` | a file as a stream of base64 chunks (each chunk base64 on its own and within the hub's maximum message size: up to 16 KiB of file per chunk fits the default 32 KiB; at most 10 MiB in all), kept with the history: `UploadProgress(bytes)` as it goes; resolves to `{id, name, contentType, bytes, sha256, url}`, the file then served at `url` (`/uploads/<id>`, see [`crate::files`]) |
 //! | `RoomMembers(room)` | sorted user ids of the room's members |
-//! | `MarkRead(room, messageId)` | the room: `ReadReceipt(user, room, messageId)` |
+//! | `MarkRead(room, messageId)` | the room: `ReadReceipt(user, room, messageId)`; for a direct conversation's key, its two users |
 //! | `@user` in `SendToRoom` | that user: `Mentioned(fromUser, room, messageId)` |
 //! | `KickUser(userId)` (Admin) | closes the user's connections with a reason |
 //! | `MuteUser(userId, minutes)` (Admin) | the user's sends fail until then |
@@ -654,11 +654,7 @@ async fn upload_file(
         |chunk| {
             base64::engine::general_purpose::STANDARD
                 .decode(chunk)
-                .map_err(|_| {
-                    HubError::new(
-                        "Each chunk must be base64 (a whole number of 3-byte groups but the last).",
-                    )
-                })
+                .map_err(|_| HubError::new("Each chunk must be base64."))
         },
         |chunk| data.extend_from_slice(&chunk),
     )
@@ -698,6 +694,18 @@ async fn stream_time(
 }
 
 async fn mark_read(ctx: Ctx, room: String, message_id: i64) -> Result<(), HubError> {
+    // A direct conversation: the receipt goes to its two users, if the caller is one of them.
+    if let Some((first, second)) = direct_users(&room) {
+        let name = user(&ctx);
+        if name != first && name != second {
+            return Err(HubError::new("Join the room first."));
+        }
+        ctx.clients()
+            .users(vec![first.into(), second.into()])
+            .send("ReadReceipt", &(name, room.as_str(), message_id))
+            .await?;
+        return Ok(());
+    }
     let room = check_room(&room)?;
     // Receipts go to rooms the caller is in, not to any room it can name.
     if !ctx

@@ -17,8 +17,9 @@
 //! - `POST /auth/logout`: revokes the session and clears the cookie (204);
 //! - `POST /auth/dev-login?user=NAME[&role=ROLE]` (dev mode only): signs NAME in without credentials,
 //!   sets the cookie;
-//! - `GET /auth/session`: `{"user": NAME or null, "devLogin": bool}`, who the request's cookie signs in
-//!   (so a page resumes after a reload) and whether the dev login is on.
+//! - `GET /auth/session`: `{"user": NAME or null, "roles": [...], "devLogin": bool}`, who the
+//!   request's cookie signs in (so a page resumes after a reload), with the roles, and whether the dev
+//!   login is on.
 //!
 //! Sign-ins answer `{"accessToken": …, "user": …}`, the session token also usable as a bearer token.
 //!
@@ -274,8 +275,12 @@ impl SessionCookies {
             if request.method() != Method::GET {
                 return empty(StatusCode::METHOD_NOT_ALLOWED);
             }
-            let user = self.user(request.headers()).await.map(|u| u.id.to_string());
-            let body = serde_json::json!({ "user": user, "devLogin": self.dev_login }).to_string();
+            let user = self.user(request.headers()).await;
+            let roles = user.as_ref().map(|u| u.roles.clone()).unwrap_or_default();
+            let user = user.map(|u| u.id.to_string());
+            let body =
+                serde_json::json!({ "user": user, "roles": roles, "devLogin": self.dev_login })
+                    .to_string();
             let mut response =
                 response_bytes(StatusCode::OK, "application/json", Bytes::from(body));
             response
