@@ -331,6 +331,15 @@ def test_tls_and_the_sentinels_password_reach_every_mode():
     assert "HUBCAST_BACKPLANE_SENTINEL_PASSWORD" not in env
 
 
+def test_gateways_advertise_their_pod_address_for_relays():
+    container = pod_of(render({}), "hc-gateway")["containers"][0]
+    env = env_of(container)
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_IP") < names.index("HUBCAST_ADVERTISE_ADDRESS"), "$(POD_IP) is defined first"
+    assert env["HUBCAST_ADVERTISE_ADDRESS"]["value"] == "$(POD_IP):8080"
+
+
 def test_listener_tls_and_the_history_ca_are_mounted_files():
     values = {"gateway": {"tlsSecret": "hubcast-tls"},
               "history": {"url": "postgres://hubcast@db:5432/hubcast?sslmode=verify-full",
@@ -572,7 +581,8 @@ def test_notes_tell_how_to_reach_and_test_it():
     text = notes({})
     assert "helm test hc -n hubcast" in text
     assert "port-forward service/hc-gateway" in text
-    assert "session affinity" in text
+    assert "session affinity" not in text, "gateways relay: no affinity needed"
+    assert "session affinity" in notes({"gateway": {"tlsSecret": "hubcast-tls"}})
     text = notes({"httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}], "hostnames": ["rt.example.com"],
                                 "sessionPersistence": {"enabled": True}},
                   "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})

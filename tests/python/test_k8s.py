@@ -113,7 +113,17 @@ def test_overlays_render_and_validate(overlay):
         assert admin["spec"]["publishNotReadyAddresses"] is True
     policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "hubcast-control")
     assert any(p["port"] == 9090 for rule in policy["spec"]["ingress"] for p in rule["ports"])
+    # Gateways relay requests to each other: each advertises its pod address, and may reach the others.
+    assert env["HUBCAST_ADVERTISE_ADDRESS"]["value"] == "$(POD_IP):8080"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    gateway_policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "hubcast-gateway")
+    assert any(
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hubcast-gateway"}}} in rule["from"]
+        and any(p["port"] == 8080 for p in rule["ports"])
+        for rule in gateway_policy["spec"]["ingress"]
+    ), "gateways reach each other's client port"
     annotations = next(o for o in objects if o["kind"] == "Ingress")["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/affinity" not in annotations, "no affinity needed"
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > 90
 

@@ -89,6 +89,8 @@ async fn group_sends_follow_interest_subscriptions() {
         .publish(publish(room.clone(), "nobody yet"))
         .await
         .unwrap();
+    // Publishing hands the send to the outbox: let it go out before B starts listening.
+    settle().await;
     b.backplane
         .subscribe(HUB, Interest::Group("room".into()))
         .await

@@ -994,6 +994,25 @@ mod tests {
     }
 
     #[test]
+    fn the_advertised_address_is_the_setting_else_a_named_listener() {
+        let bound = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let config = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(
+            config.advertise_address(bound("127.0.0.1:8080")),
+            Some("127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(config.advertise_address(bound("0.0.0.0:8080")), None);
+        let set = "[backplane]\nadvertise_address = \"pod-1.hubcast:8080\"";
+        let config = Config::load(Some(set), &HashMap::new()).unwrap();
+        assert_eq!(
+            config.advertise_address(bound("0.0.0.0:8080")),
+            Some("pod-1.hubcast:8080".to_owned())
+        );
+        let off = Config::load(Some("[backplane]\nrelay = false"), &HashMap::new()).unwrap();
+        assert_eq!(off.advertise_address(bound("127.0.0.1:8080")), None);
+    }
+
+    #[test]
     fn validation_refuses_what_serve_would_refuse() {
         let refused = |file: &str, expected: &str| {
             let config = Config::load(Some(file), &HashMap::new()).unwrap();
@@ -1018,6 +1037,14 @@ mod tests {
             "one place",
         );
         refused("[history]\nurl = \"mysql://x\"", "history");
+        refused(
+            "[backplane]\nadvertise_address = \"10.0.0.5\"",
+            "advertise_address",
+        );
+        refused(
+            "[backplane]\nadvertise_address = \":8080\"",
+            "advertise_address",
+        );
         refused(
             "[auth]\njwks = \"/nonexistent/jwks.json\"",
             "/nonexistent/jwks.json",
