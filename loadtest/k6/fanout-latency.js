@@ -10,6 +10,8 @@
 //   CONNS_PER_VU        receiving connections per VU                     10
 //   RECEIVER_TRANSPORT  websockets | longpolling                         websockets
 //   SKIP_NEGOTIATION    receivers connect without negotiate (1/0)        0
+//   RELAY               receivers negotiate on one node and send every   0
+//                       later request to the next (relayed back; 1/0)
 //   GROUP               group to join and publish to; * = everyone       bench
 //   PUBLISH             hub (SendToGroup/Broadcast) | api (control API)  hub
 //   API_URL, API_HUB    control API base and hub name (PUBLISH=api)      first HUBCAST_URL, Bench

@@ -41,6 +41,7 @@ export function fanoutParams(defaults) {
     connsPerVu: int('CONNS_PER_VU', defaults.connsPerVu),
     receiverTransport: str('RECEIVER_TRANSPORT', defaults.transport),
     skipNegotiation: bool('SKIP_NEGOTIATION', false),
+    relay: bool('RELAY', false),
     group: str('GROUP', 'bench') === '*' ? '' : str('GROUP', 'bench'),
     publish: str('PUBLISH', 'hub'),
     rate: num('RATE', defaults.rate),
@@ -101,9 +102,12 @@ function warn(text) {
 
 /** One receiving connection, from connect to END (or the deadline). */
 async function receiveOne(params, index, deadline) {
+  const urls = baseUrls();
   const connection = createConnection(hubUrl(index), {
     transport: params.receiverTransport,
     skipNegotiation: params.skipNegotiation,
+    // RELAY: negotiate on one node, every later request on the next one (which relays it).
+    transportBase: params.relay ? urls[(index + 1) % urls.length] : undefined,
     accessToken: str('ACCESS_TOKEN', undefined),
     tags: { role: 'receiver' },
   });

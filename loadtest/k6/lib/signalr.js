@@ -240,6 +240,15 @@ export function createConnection(url, options = {}) {
 
 /** The hub protocol, independent of the transport; subclasses move the text. */
 class HubConnection {
+  /**
+   * The hub URL of the requests after negotiate: the hub URL, or the same path on
+   * `options.transportBase` (another node, which relays them to the node that negotiated).
+   */
+  transportUrl() {
+    const base = this.options.transportBase;
+    return base ? this.url.replace(/^https?:\/\/[^/]+/, base.replace(/\/+$/, '')) : this.url;
+  }
+
   constructor(url, options, transportName) {
     this.url = url;
     this.options = { ...DEFAULTS, ...options };
@@ -525,7 +534,7 @@ export class WebSocketConnection extends HubConnection {
       this.connectionId = negotiated.connectionId;
       const offered = (negotiated.availableTransports || []).some((t) => t.transport === 'WebSockets');
       if (!offered) throw new Error('the server does not offer WebSockets');
-      target = withQuery(this.url, `id=${encodeURIComponent(negotiated.connectionToken)}`);
+      target = withQuery(this.transportUrl(), `id=${encodeURIComponent(negotiated.connectionToken)}`);
     }
     if (this.state !== 'connecting') return; // timed out while negotiating
     this._upgradeStarted = Date.now();
@@ -616,7 +625,7 @@ export class LongPollingConnection extends HubConnection {
     this.connectionId = negotiated.connectionId;
     const offered = (negotiated.availableTransports || []).some((t) => t.transport === 'LongPolling');
     if (!offered) throw new Error('the server does not offer long polling');
-    this._target = withQuery(this.url, `id=${encodeURIComponent(negotiated.connectionToken)}`);
+    this._target = withQuery(this.transportUrl(), `id=${encodeURIComponent(negotiated.connectionToken)}`);
     if (this.state !== 'connecting') return;
 
     // The first poll only opens the connection: 200 with an empty body, at once.
