@@ -28,7 +28,8 @@
 //! Module map: [`message`] (types), [`json`] and [`msgpack`] (one message each way), [`reader`]
 //! (incremental parsing), [`outgoing`] (serialize once), [`handshake`], [`negotiate`], [`ids`],
 //! [`stateful`] (stateful-reconnect bookkeeping),
-//! [`dotnet`] (DateTime, byte arrays, Guid), [`naming`] (JSON property naming policy), [`varint`].
+//! [`dotnet`] (DateTime, byte arrays, Guid), [`naming`] (JSON property naming policy), [`varint`],
+//! [`websocket`] (RFC 6455 frames as a server reads and writes them).
 
 pub mod dotnet;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod reader;
 pub mod stateful;
 pub mod value;
 pub mod varint;
+pub mod websocket;
 
 pub use error::{EncodeError, ProtocolError, ValueError};
 pub use handshake::{HandshakeError, HandshakeRequest};

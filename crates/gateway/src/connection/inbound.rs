@@ -2,23 +2,110 @@
 //! through a channel; a WebSocket's frames are read straight from its read half by the application task
 //! (no extra task or copy per connection).
 //!
-//! The WebSocket side enforces what RFC 6455 asks of a server beyond the library's own checks (reserved
-//! bits, control frames, opcodes, frame size, UTF-8 of whole Text frames): client frames must be masked,
-//! a continuation needs a message to continue and a new message may not start inside one, and a Text
-//! message split into fragments must be UTF-8 across them. A violation ends the input with the close code
-//! the RFC names (1002, 1007, 1009), not as a clean close.
+//! The WebSocket side is our own frame reader ([`WsRead`]): the socket's bytes go into a small inline
+//! buffer (no heap memory while a connection is idle), each frame's head is checked by
+//! `hubcast_protocol::websocket` (reserved bits, opcodes, masking, control frames, frame size), and a
+//! payload is read into an allocation of exactly its size. On top of that the RFC's message rules: a
+//! continuation needs a message to continue and a new message may not start inside one, Text messages
+//! must be UTF-8 (across fragments too), a close frame's code and reason must be valid. A violation ends
+//! the input with the close code the RFC names (1002, 1007, 1009), not as a clean close.
 
-use bytes::Bytes;
-use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
+use bytes::{Bytes, BytesMut};
+use hubcast_protocol::websocket::{self, FrameError, Head, MAX_HEAD, Opcode};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::ReadHalf;
+use tokio::io::{AsyncReadExt, ReadHalf};
 use tokio::sync::mpsc;
 
 use super::Connection;
 
-/// The read half of a server WebSocket.
-pub(crate) type WsRead = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+/// Largest single WebSocket frame accepted. Hub messages are limited separately (per message, by the
+/// hub's maximum receive size); a frame may hold several of them, as the JS client batches sends.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Bytes read from the socket at a time and kept between frames: a frame head and a typical hub
+/// invocation fit, so most frames take one read.
+const INLINE: usize = 256;
+
+/// The read half of a server WebSocket: the socket and the bytes read from it but not yet used.
+pub(crate) struct WsRead {
+    io: ReadHalf<TokioIo<Upgraded>>,
+    buffer: [u8; INLINE],
+    start: usize,
+    end: usize,
+}
+
+impl WsRead {
+    pub(crate) fn new(io: ReadHalf<TokioIo<Upgraded>>) -> Self {
+        Self {
+            io,
+            buffer: [0; INLINE],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads more bytes into the inline buffer (moving what is left to its start first).
+    async fn fill(&mut self) -> Result<(), InboundEnd> {
+        if self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let free = self.buffer.get_mut(self.end..).unwrap_or_default();
+        match self.io.read(free).await {
+            Ok(0) => Err(InboundEnd::Failed(
+                "the client closed the TCP connection".into(),
+            )),
+            Ok(read) => {
+                self.end += read;
+                Ok(())
+            }
+            Err(error) => Err(InboundEnd::Failed(error.to_string())),
+        }
+    }
+
+    /// The next frame: its head and its unmasked payload.
+    async fn next_frame(&mut self) -> Result<(Head, Bytes), InboundEnd> {
+        let head = loop {
+            let pending = self.buffer.get(self.start..self.end).unwrap_or_default();
+            match websocket::parse_head(pending, MAX_FRAME) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {
+                    debug_assert!(pending.len() < MAX_HEAD);
+                    self.fill().await?;
+                }
+                Err(error) => return Err(InboundEnd::from_frame(error)),
+            }
+        };
+        self.start += head.head_len;
+        let available = (self.end - self.start).min(head.len);
+        let mut payload = BytesMut::with_capacity(head.len);
+        payload.extend_from_slice(
+            self.buffer
+                .get(self.start..self.start + available)
+                .unwrap_or_default(),
+        );
+        self.start += available;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        while payload.len() < head.len {
+            let wanted = (head.len - payload.len()) as u64;
+            match (&mut self.io).take(wanted).read_buf(&mut payload).await {
+                Ok(0) => {
+                    return Err(InboundEnd::Failed(
+                        "the client closed the TCP connection inside a frame".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(error) => return Err(InboundEnd::Failed(error.to_string())),
+            }
+        }
+        websocket::unmask(&mut payload, head.mask, 0);
+        Ok((head, payload.freeze()))
+    }
+}
 
 /// How the input of a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,25 +128,19 @@ impl InboundEnd {
         Self::Violation { code, detail }
     }
 
-    /// The end a read error means.
-    fn from_ws(error: WebSocketError) -> Self {
-        match error {
-            WebSocketError::InvalidUTF8 => Self::violation(1007, "invalid UTF-8 in a Text message"),
-            WebSocketError::FrameTooLarge => Self::violation(1009, "frame too large"),
-            WebSocketError::ReservedBitsNotZero => Self::violation(1002, "reserved bits set"),
-            WebSocketError::ControlFrameFragmented => {
-                Self::violation(1002, "fragmented control frame")
-            }
-            WebSocketError::PingFrameTooLarge => Self::violation(1002, "control frame too large"),
-            WebSocketError::InvalidValue => Self::violation(1002, "unknown opcode"),
-            WebSocketError::InvalidFragment | WebSocketError::InvalidContinuationFrame => {
-                Self::violation(1002, "invalid fragmentation")
-            }
-            WebSocketError::InvalidCloseFrame | WebSocketError::InvalidCloseCode => {
-                Self::violation(1002, "invalid close frame")
-            }
-            other => Self::Failed(other.to_string()),
-        }
+    /// The end a refused frame means.
+    fn from_frame(error: FrameError) -> Self {
+        let detail = match error {
+            FrameError::ReservedBits => "reserved bits set",
+            FrameError::UnknownOpcode => "unknown opcode",
+            FrameError::Unmasked => "unmasked client frame",
+            FrameError::ControlFragmented => "fragmented control frame",
+            FrameError::ControlTooLarge => "control frame too large",
+            FrameError::TooLarge => "frame too large",
+            FrameError::InvalidClose => "invalid close frame",
+            FrameError::InvalidCloseReason => "invalid UTF-8 in a close reason",
+        };
+        Self::violation(error.close_code(), detail)
     }
 }
 
@@ -82,12 +163,12 @@ struct MessageState {
 }
 
 impl MessageState {
-    /// Checks a data frame's place in the message sequence and, for Text, its UTF-8 across fragments;
+    /// Checks a data frame's place in the message sequence and, for Text, its UTF-8 (across fragments);
     /// returns whether the frame belongs to a Binary message.
-    fn check(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<bool, InboundEnd> {
+    fn check(&mut self, opcode: Opcode, fin: bool, payload: &[u8]) -> Result<bool, InboundEnd> {
         let text = match (opcode, self.fragmented) {
-            (OpCode::Continuation, Some(text)) => text,
-            (OpCode::Continuation, None) => {
+            (Opcode::Continuation, Some(text)) => text,
+            (Opcode::Continuation, None) => {
                 return Err(InboundEnd::violation(
                     1002,
                     "continuation without a message",
@@ -99,11 +180,10 @@ impl MessageState {
                     "new message inside a fragmented one",
                 ));
             }
-            (opcode, None) => opcode == OpCode::Text,
+            (opcode, None) => opcode == Opcode::Text,
         };
         self.fragmented = if fin { None } else { Some(text) };
-        // A whole Text frame was checked by the library; fragments are checked here.
-        if text && !(fin && opcode == OpCode::Text) {
+        if text {
             self.check_utf8(payload, fin)?;
         }
         Ok(!text)
@@ -140,14 +220,6 @@ impl MessageState {
 pub(crate) enum Inbound {
     Channel(mpsc::Receiver<Bytes>),
     WebSocket(Box<WsInbound>),
-}
-
-/// Whether the client masked the frame (RFC 6455 §5.1: a server must close on an unmasked one). The
-/// library keeps the key private but writes it into a formatted head (14 bytes at most).
-fn is_masked(frame: &mut fastwebsockets::Frame<'_>) -> bool {
-    let mut head = [0u8; 16];
-    frame.fmt_head(&mut head);
-    head.get(1).is_some_and(|byte| byte & 0x80 != 0)
 }
 
 impl Inbound {
@@ -188,43 +260,25 @@ impl Inbound {
                 if ws.done {
                     return Err(InboundEnd::Closed);
                 }
-                let mut frame = ws
-                    .read
-                    .read_frame(&mut |frame: fastwebsockets::Frame<'_>| {
-                        // The only obligated send left with auto-close off is a pong.
-                        if frame.opcode == OpCode::Pong {
-                            connection
-                                .outbound
-                                .push_pong(Bytes::copy_from_slice(&frame.payload));
-                        }
-                        std::future::ready(Ok::<(), std::convert::Infallible>(()))
-                    })
-                    .await
-                    .map_err(InboundEnd::from_ws)
-                    .inspect_err(|_| ws.done = true)?;
-                if !is_masked(&mut frame) {
-                    ws.done = true;
-                    return Err(InboundEnd::violation(1002, "unmasked client frame"));
-                }
-                match frame.opcode {
-                    OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let (head, payload) = ws.read.next_frame().await.inspect_err(|_| ws.done = true)?;
+                match head.opcode {
+                    Opcode::Text | Opcode::Binary | Opcode::Continuation => {
                         let binary = ws
                             .messages
-                            .check(frame.opcode, frame.fin, &frame.payload)
+                            .check(head.opcode, head.fin, &payload)
                             .inspect_err(|_| ws.done = true)?;
-                        let payload = match frame.payload {
-                            fastwebsockets::Payload::Bytes(b) => b.freeze(),
-                            other => Bytes::copy_from_slice(&other),
-                        };
                         if !payload.is_empty() {
                             return Ok((payload, binary));
                         }
                     }
-                    OpCode::Close => {
+                    Opcode::Close => {
                         ws.done = true;
+                        websocket::check_close(&payload).map_err(InboundEnd::from_frame)?;
                         return Err(InboundEnd::Closed);
                     }
-                    OpCode::Ping | OpCode::Pong => {}
+                    // Answered through the outbound queue, which the writer drains first.
+                    Opcode::Ping => connection.outbound.push_pong(payload),
+                    Opcode::Pong => {}
                 }
             },
         }

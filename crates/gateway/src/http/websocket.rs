@@ -1,18 +1,20 @@
-//! The WebSockets transport. The upgrade task reads frames straight into the application (no channel);
-//! a writer task drains the outbound queue, coalescing everything queued into one frame (Text for JSON,
-//! Binary for MessagePack), sends keep-alive pings when idle, and ends with a close frame 1000.
+//! The WebSockets transport. The upgrade task reads frames straight into the application (no channel;
+//! see `connection::inbound` for the reader); a writer task drains the outbound queue, coalescing
+//! everything queued into one frame (Text for JSON, Binary for MessagePack), sends keep-alive pings when
+//! idle, and ends with a close frame. Frames are written as one vectored write of their head and
+//! payload, from no buffer of the connection's own: an idle connection holds no I/O buffer at all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketWrite};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hubcast_protocol::Transport;
+use hubcast_protocol::websocket::{Opcode, server_head};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::WriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
@@ -20,11 +22,7 @@ use crate::auth::User;
 use crate::connection::{Batch, Connection, IdleClock, Inbound, WsRead};
 use crate::endpoint::{App, Endpoint, run_application};
 
-type WsWrite = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
-
-/// Largest single WebSocket frame accepted. Hub messages are limited separately (per message, by the
-/// hub's maximum receive size); a frame may hold several of them, as the JS client batches sends.
-const MAX_FRAME: usize = 1 << 20;
+type WsWrite = WriteHalf<TokioIo<Upgraded>>;
 
 pub(super) fn upgrade(
     inner: &Arc<GatewayInner>,
@@ -72,7 +70,7 @@ pub(super) fn upgrade(
     tokio::spawn(async move {
         let _place = place;
         match upgraded.await {
-            Ok(ws) => run(app, connection.clone(), ws).await,
+            Ok(ws) => run(app, connection.clone(), ws.into_inner()).await,
             Err(error) => {
                 tracing::debug!(%error, "WebSocket upgrade failed");
                 connection.close_transport_lost();
@@ -83,8 +81,8 @@ pub(super) fn upgrade(
     Ok(response.map(|body| body.map_err(|never| match never {}).boxed_unsync()))
 }
 
-async fn run(app: App, connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgraded>>) {
-    let read = start(&connection, ws);
+async fn run(app: App, connection: Arc<Connection>, io: TokioIo<Upgraded>) {
+    let read = start(&connection, io);
     run_application(app, connection.clone(), Inbound::websocket(read)).await;
     // Let the writer send what the application queued last (its Close, the close frame).
     if let Some(writer) = connection.take_writer() {
@@ -94,26 +92,24 @@ async fn run(app: App, connection: Arc<Connection>, ws: WebSocket<TokioIo<Upgrad
 
 /// Sets a new socket up for a connection: starts its writer (replacing any previous one) and returns
 /// its read half for the application.
-fn start(connection: &Arc<Connection>, mut ws: WebSocket<TokioIo<Upgraded>>) -> Box<WsRead> {
-    ws.set_auto_close(false);
-    ws.set_auto_pong(true);
-    ws.set_max_message_size(MAX_FRAME);
-    let (read, write) = ws.split(tokio::io::split);
+fn start(connection: &Arc<Connection>, io: TokioIo<Upgraded>) -> Box<WsRead> {
+    let (read, write) = tokio::io::split(io);
     let writer = tokio::spawn(write_loop(connection.clone(), write));
     connection.set_writer(writer);
-    Box::new(read)
+    Box::new(WsRead::new(read))
 }
 
 /// Gives a reconnecting client's socket to the session waiting for it, as the step that starts it: the
 /// session takes it when it has queued its replay.
 async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrade::UpgradeFut) {
     let Ok(ws) = upgraded.await else { return };
+    let io = ws.into_inner();
     // The session may not have noticed the old socket is gone yet.
     connection.socket_lost();
     for _ in 0..200 {
         if let Some(slot) = connection.take_socket_slot() {
             let _ = slot.send(Box::new(move |connection: &Arc<Connection>| {
-                start(connection, ws)
+                start(connection, io)
             }));
             return;
         }
@@ -159,36 +155,55 @@ async fn write_batch(
     connection: &Connection,
     ws: &mut WsWrite,
     batch: Batch,
-) -> Result<bool, WebSocketError> {
+) -> std::io::Result<bool> {
     if let Some(payload) = connection.outbound.take_pong() {
-        ws.write_frame(Frame::pong(Payload::Owned(payload.to_vec())))
-            .await?;
+        write_frame(ws, Opcode::Pong, &payload).await?;
     }
     let opcode = if connection.is_binary() {
-        OpCode::Binary
+        Opcode::Binary
     } else {
-        OpCode::Text
+        Opcode::Text
     };
     match batch {
         Batch::Data(payload) => {
             if !payload.is_empty() {
-                ws.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload)))
-                    .await?;
+                write_frame(ws, opcode, &payload).await?;
             }
         }
         Batch::Idle => {
             if let Some((ping, _)) = connection.keep_alive() {
-                ws.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(ping)))
-                    .await?;
+                write_frame(ws, opcode, ping).await?;
             }
         }
         Batch::Done => {
-            ws.write_frame(Frame::close(connection.websocket_close_code(), b""))
-                .await?;
+            let code = connection.websocket_close_code().to_be_bytes();
+            write_frame(ws, Opcode::Close, &code).await?;
             ws.flush().await?;
             return Ok(false);
         }
     }
     ws.flush().await?;
     Ok(true)
+}
+
+/// Writes one whole, unmasked frame: its head and `payload` in vectored writes, until all is out.
+async fn write_frame<W: AsyncWrite + Unpin>(
+    ws: &mut W,
+    opcode: Opcode,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let (head, used) = server_head(true, opcode, payload.len());
+    let mut head = head.get(..used).unwrap_or_default();
+    let mut payload = payload;
+    while !head.is_empty() || !payload.is_empty() {
+        let parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(payload)];
+        let written = ws.write_vectored(&parts).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = written.min(head.len());
+        head = head.get(from_head..).unwrap_or_default();
+        payload = payload.get(written - from_head..).unwrap_or_default();
+    }
+    Ok(())
 }
