@@ -146,6 +146,21 @@ async fn violations_close_with_the_rfc_code_after_a_close_message_with_an_error(
             1007,
         ),
         ("frame over the limit", too_big, 1009),
+        (
+            "one-byte close payload",
+            frame(FIN | CLOSE, &[3], true),
+            1002,
+        ),
+        (
+            "close code no endpoint may send",
+            frame(FIN | CLOSE, &1005u16.to_be_bytes(), true),
+            1002,
+        ),
+        (
+            "close reason that is not UTF-8",
+            frame(FIN | CLOSE, &[0x03, 0xE8, 0xFF], true),
+            1007,
+        ),
     ];
     for (what, bytes, code) in cases {
         let (texts, got) = violation(bytes).await;
