@@ -10,14 +10,10 @@ const path = require('node:path');
 const os = require('node:os');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
-const { chromium } = require('playwright-core');
 const { startServer } = require('./server');
+const { ARTIFACTS, WEB_ROOT, launchBrowser, shown, axe } = require('./page');
 const { buildConnection, using } = require('./helpers');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = path.join(__dirname, 'artifacts');
-const WEB_ROOT = path.resolve(__dirname, '..', '..', 'web');
-const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 let server;
 let browser;
 let dir;
@@ -25,15 +21,10 @@ const pageErrors = [];
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubcast-page-'));
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
   server = await startServer({
     env: { HUBCAST_HISTORY: `sqlite:${path.join(dir, 'chat.db')}`, HUBCAST_WEB_ROOT: WEB_ROOT },
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -55,16 +46,6 @@ async function signIn(name, { viewport = { width: 1280, height: 800 }, url = ser
   return page;
 }
 
-const shown = (page) => page.locator('#lists ol.messages:not([hidden])');
-
-/** Runs axe-core in the page; fails on serious or critical violations. */
-async function axe(page, state) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
-  const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  assert.deepEqual(bad, [], `axe-core, ${state}`);
-}
 
 /** Presses `key` until the focused element matches `selector` (at most `limit` times). */
 async function focusBy(page, key, selector, limit = 40) {

@@ -10,12 +10,9 @@ const path = require('node:path');
 const os = require('node:os');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
-const { chromium } = require('playwright-core');
 const { startServer } = require('./server');
+const { ARTIFACTS, WEB_ROOT, launchBrowser, shown, axe } = require('./page');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = path.join(__dirname, 'artifacts');
-const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 let server;
@@ -26,19 +23,14 @@ const pageErrors = [];
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubcast-chat-page-'));
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
   env = {
     HUBCAST_HISTORY: `sqlite:${path.join(dir, 'chat.db')}`,
-    HUBCAST_WEB_ROOT: path.resolve(__dirname, '..', '..', 'web'),
+    HUBCAST_WEB_ROOT: WEB_ROOT,
     // Sessions stay valid across the restart of the reconnect test.
     HUBCAST_SESSION_SECRET: 'chat-page-test-session-secret-of-enough-length',
   };
   server = await startServer({ env });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -65,7 +57,6 @@ async function open(name, { context, viewport = DESKTOP, colorScheme = 'light' }
   return page;
 }
 
-const shown = (page) => page.locator('#lists ol.messages:not([hidden])');
 const conv = (page, key) => page.locator(`#sidebar .conv[data-key="${key}"]`);
 const line = (page, text) => shown(page).locator('li.msg', { hasText: text });
 
@@ -99,15 +90,6 @@ async function joinRoom(page, room) {
   await page.fill('#room', room);
   await page.press('#room', 'Enter');
   await page.waitForSelector(`#current:text-is("#${room}")`);
-}
-
-/** Runs axe-core in the page; fails on serious or critical violations. */
-async function axe(page, state) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
-  const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  assert.deepEqual(bad, [], `axe-core, ${state}`);
 }
 
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, name) });
