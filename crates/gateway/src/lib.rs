@@ -357,7 +357,16 @@ impl Gateway {
         shutdown: CancellationToken,
         grace: std::time::Duration,
     ) {
-        self.inner.manager.spawn_heartbeat(shutdown.clone());
+        let shortest_keep_alive = self
+            .inner
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.mount.options.keep_alive_interval)
+            .min();
+        let heartbeat = connection::heartbeat_period(shortest_keep_alive);
+        self.inner
+            .manager
+            .spawn_heartbeat(heartbeat, shutdown.clone());
         http::serve(self.inner.clone(), listener, shutdown).await;
         let deadline = tokio::time::Instant::now() + grace;
         let window = self.drain_window.min(grace);

@@ -248,6 +248,44 @@ async fn keep_alive_and_client_timeout() {
 }
 
 #[tokio::test]
+async fn pings_come_one_keep_alive_interval_after_the_last_message() {
+    let options = HubOptions {
+        keep_alive_interval: Duration::from_millis(200),
+        ..HubOptions::default()
+    };
+    let server = start(options).await;
+    let mut client = HubClient::connect(server.addr, Protocol::Json).await;
+    assert_eq!(client.next(SECOND).await, Some(HubMessage::Ping));
+    // The heartbeat ticks every 50 ms here: each ping comes 200-250 ms after the last one (with
+    // room for a busy machine).
+    for _ in 0..3 {
+        let last = Instant::now();
+        assert_eq!(client.next(SECOND).await, Some(HubMessage::Ping));
+        let gap = last.elapsed();
+        assert!(
+            gap >= Duration::from_millis(180) && gap < Duration::from_millis(600),
+            "{gap:?}"
+        );
+    }
+    // A message sent resets the count: no ping while something goes out every 100 ms.
+    let call: HubMessage<(i64, i64), ()> = HubMessage::Invocation(Invocation {
+        invocation_id: Some("1".into()),
+        ..Invocation::new("add", (1, 2))
+    });
+    let call = hubcast_protocol::encode_message(Protocol::Json, &call, Default::default()).unwrap();
+    assert_eq!(client.next(SECOND).await, Some(HubMessage::Ping));
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.send_raw(&call).await;
+        let reply = client.next(SECOND).await;
+        assert!(
+            matches!(reply, Some(HubMessage::Completion(_))),
+            "{reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn several_messages_per_frame_and_messagepack_frames() {
     let server = start(HubOptions::default()).await;
     let mut client = HubClient::connect(server.addr, Protocol::MessagePack).await;

@@ -1,6 +1,8 @@
 //! The table of live connections, keyed by their secret token, and the heartbeat that drops
 //! connections left without a transport longer than the disconnect timeout (negotiated but never used,
-//! long polling with no poll, transports that went away).
+//! long polling with no poll, transports that went away) and tells quiet ones a keep-alive ping is due.
+//! One heartbeat for every connection (as ASP.NET Core's) instead of a timer per connection: a
+//! connection holds no timer, and sending a message touches nothing but its queue.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,8 +127,15 @@ impl ConnectionManager {
         }
     }
 
-    /// Aborts and removes connections idle past their endpoint's disconnect timeout.
-    pub(crate) fn sweep(&self, now: Instant) {
+    /// One heartbeat tick, `tick` after the last: counts quiet keep-alive ticks on every connection
+    /// that has a keep-alive period (a ping is due after a period without sending), and aborts and
+    /// removes connections idle past their endpoint's disconnect timeout.
+    pub(crate) fn sweep(&self, now: Instant, tick: Duration) {
+        for connection in self.connections.iter() {
+            if let Some((_, period)) = connection.keep_alive() {
+                connection.outbound.keep_alive_tick(ticks_in(*period, tick));
+            }
+        }
         let expired: Vec<Arc<Connection>> = self
             .connections
             .iter()
@@ -143,11 +152,12 @@ impl ConnectionManager {
         }
     }
 
-    /// Runs [`sweep`](Self::sweep) every second until `shutdown`.
-    pub(crate) fn spawn_heartbeat(self: &Arc<Self>, shutdown: CancellationToken) {
+    /// Runs [`sweep`](Self::sweep) every `tick` until `shutdown`.
+    pub(crate) fn spawn_heartbeat(self: &Arc<Self>, tick: Duration, shutdown: CancellationToken) {
         let manager = Arc::downgrade(self);
+        let period = tick;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -157,8 +167,58 @@ impl ConnectionManager {
                 let Some(manager) = manager.upgrade() else {
                     break;
                 };
-                manager.sweep(Instant::now());
+                manager.sweep(Instant::now(), period);
             }
         });
+    }
+}
+
+/// The heartbeat's period for keep-alive periods as short as `shortest`: a second (as ASP.NET Core's),
+/// or a quarter of the shortest period when that is shorter, so a ping is late by at most a quarter
+/// of its period.
+pub(crate) fn heartbeat_period(shortest: Option<Duration>) -> Duration {
+    let second = Duration::from_secs(1);
+    shortest.map_or(second, |shortest| {
+        (shortest / 4).clamp(Duration::from_millis(10), second)
+    })
+}
+
+/// How many heartbeat ticks make up `period` (at least one).
+fn ticks_in(period: Duration, tick: Duration) -> u32 {
+    let ticks = period.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_ticks_each_second_or_a_quarter_of_the_shortest_keep_alive() {
+        assert_eq!(heartbeat_period(None), Duration::from_secs(1));
+        assert_eq!(
+            heartbeat_period(Some(Duration::from_secs(15))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            heartbeat_period(Some(Duration::from_millis(150))),
+            Duration::from_micros(37_500)
+        );
+        assert_eq!(
+            heartbeat_period(Some(Duration::from_millis(1))),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            ticks_in(Duration::from_secs(15), Duration::from_secs(1)),
+            15
+        );
+        assert_eq!(
+            ticks_in(Duration::from_millis(150), Duration::from_micros(37_500)),
+            4
+        );
+        assert_eq!(
+            ticks_in(Duration::from_millis(1), Duration::from_millis(10)),
+            1
+        );
     }
 }

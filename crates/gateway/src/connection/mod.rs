@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use inbound::{Inbound, InboundEnd, WsRead};
-pub(crate) use manager::ConnectionManager;
+pub(crate) use manager::{ConnectionManager, heartbeat_period};
 pub(crate) use mount::Mount;
 pub use outbound::PushError;
-pub(crate) use outbound::{Batch, IdleClock, Outbound};
+pub(crate) use outbound::{Batch, Outbound};
 pub use request::RequestInfo;
 
 use crate::close::CloseReason;
@@ -148,10 +148,15 @@ impl Connection {
     }
 
     /// The next batch for the transport to write (see [`Outbound::next_batch`]), counted as sent.
-    pub(crate) async fn next_batch(&self, idle: Option<&mut IdleClock>) -> Batch {
-        let batch = self.outbound.next_batch(idle).await;
-        if let Batch::Data(payload) = &batch {
-            self.mount.metrics.bytes_out.inc_by(payload.len() as u64);
+    pub(crate) async fn next_batch(&self, into: Option<&mut Vec<u8>>) -> Batch {
+        let batch = self.outbound.next_batch(into).await;
+        let bytes = match &batch {
+            Batch::Data(payload) => payload.len(),
+            Batch::Appended(bytes) => *bytes,
+            Batch::Idle | Batch::Done => 0,
+        };
+        if bytes > 0 {
+            self.mount.metrics.bytes_out.inc_by(bytes as u64);
         }
         batch
     }

@@ -10,16 +10,19 @@
 //! Small messages are copied into the queue's own buffer rather than queued as shared [`Bytes`]: a
 //! copy of a few hundred bytes costs less than the reference count that thousands of connections'
 //! writers would otherwise increment and decrement on one cache line from every core, and the batch
-//! is then contiguous already. Large messages are queued shared, in order with the copied ones.
+//! is then contiguous already. Large messages are queued shared, in order with the copied ones. A
+//! writer that frames what it writes (WebSockets) takes the copied messages straight into its own
+//! buffer ([`Outbound::next_batch`] with a buffer), so a batch costs no allocation at all.
+//!
+//! Keep-alive pings are due when nothing was taken for a whole keep-alive period. The connection
+//! manager's heartbeat counts that ([`Outbound::keep_alive_tick`]) for every connection at once, so a
+//! connection holds no timer of its own and a writer's wait involves nothing but the queue.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
 
 /// Why bytes could not be queued for a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +46,9 @@ const RETAINED_CAPACITY: usize = 16 * 1024;
 pub(crate) enum Batch {
     /// Messages to write, in order, in one buffer (empty when only a pong is due).
     Data(Bytes),
-    /// Nothing was queued for the whole idle period: time for a keep-alive ping.
+    /// Messages appended, in order, to the buffer the writer passed; this many bytes.
+    Appended(usize),
+    /// Nothing was taken for a whole keep-alive period: time for a keep-alive ping.
     Idle,
     /// The connection is finished and everything queued has been handed out.
     Done,
@@ -59,6 +64,12 @@ struct State {
     /// A WebSocket pong owed to the client (written before data).
     pong: Option<Bytes>,
     completed: bool,
+    /// The writer took something since the last keep-alive tick.
+    taken: bool,
+    /// Keep-alive ticks in a row in which the writer took nothing.
+    quiet_ticks: u32,
+    /// A keep-alive ping is due.
+    ping_due: bool,
 }
 
 impl State {
@@ -221,57 +232,80 @@ impl Outbound {
         self.lock().pong.take()
     }
 
-    /// Takes everything queued now, without waiting. `Done` once finished and empty.
-    pub(crate) fn try_batch(&self) -> Option<Batch> {
+    /// Takes everything queued now, without waiting: appended to `into` when given and only copied
+    /// messages are queued, else as one buffer. `Done` once finished and empty; `Idle` when a
+    /// keep-alive ping is due; an empty `Data` when only a pong is owed.
+    fn try_batch(&self, into: Option<&mut Vec<u8>>) -> Option<Batch> {
         let mut state = self.lock();
         if state.is_empty() {
-            return state.completed.then_some(Batch::Done);
-        }
-        let bytes = std::mem::take(&mut state.bytes);
-        let payload = if state.chunks.is_empty() {
-            let payload = state.tail.split().freeze();
-            if state.tail.capacity() > RETAINED_CAPACITY {
-                state.tail = BytesMut::new();
+            if state.completed {
+                return Some(Batch::Done);
             }
-            drop(state);
-            payload
-        } else {
-            state.seal_tail();
-            let chunks = std::mem::take(&mut state.chunks);
-            // Concatenated outside the lock.
-            drop(state);
-            concat(chunks, bytes)
+            if std::mem::take(&mut state.ping_due) {
+                return Some(Batch::Idle);
+            }
+            return state.pong.is_some().then(|| Batch::Data(Bytes::new()));
+        }
+        state.taken = true;
+        state.ping_due = false;
+        let bytes = std::mem::take(&mut state.bytes);
+        let batch = match into {
+            Some(into) if state.chunks.is_empty() => {
+                into.extend_from_slice(&state.tail);
+                state.tail.clear();
+                if state.tail.capacity() > RETAINED_CAPACITY {
+                    state.tail = BytesMut::new();
+                }
+                drop(state);
+                Batch::Appended(bytes)
+            }
+            _ if state.chunks.is_empty() => {
+                let payload = state.tail.split().freeze();
+                if state.tail.capacity() > RETAINED_CAPACITY {
+                    state.tail = BytesMut::new();
+                }
+                drop(state);
+                Batch::Data(payload)
+            }
+            _ => {
+                state.seal_tail();
+                let chunks = std::mem::take(&mut state.chunks);
+                // Concatenated outside the lock.
+                drop(state);
+                Batch::Data(concat(chunks, bytes))
+            }
         };
         self.space.notify_waiters();
-        Some(Batch::Data(payload))
+        Some(batch)
     }
 
-    /// Waits for the next batch. With `idle`, returns [`Batch::Idle`] once that clock's period passed
-    /// without data.
-    pub(crate) async fn next_batch(&self, mut idle: Option<&mut IdleClock>) -> Batch {
+    /// Waits for the next batch (see [`try_batch`](Self::try_batch) for `into`).
+    pub(crate) async fn next_batch(&self, mut into: Option<&mut Vec<u8>>) -> Batch {
         loop {
-            if let Some(batch) = self.try_batch() {
-                if let Some(idle) = idle.as_deref_mut() {
-                    idle.touch();
-                }
+            if let Some(batch) = self.try_batch(into.as_deref_mut()) {
                 return batch;
             }
-            if self.lock().pong.is_some() {
-                return Batch::Data(Bytes::new());
-            }
-            match idle.as_deref_mut() {
-                Some(idle) => {
-                    tokio::select! {
-                        () = self.notify.notified() => {}
-                        () = idle.expired() => {
-                            idle.touch();
-                            return Batch::Idle;
-                        }
-                    }
-                }
-                None => self.notify.notified().await,
-            }
+            self.notify.notified().await;
         }
+    }
+
+    /// One keep-alive tick of the connection manager's heartbeat: after `due` ticks in a row in which
+    /// the writer took nothing, a ping is due and the writer is woken to send it.
+    pub(crate) fn keep_alive_tick(&self, due: u32) {
+        {
+            let mut state = self.lock();
+            if std::mem::take(&mut state.taken) || state.completed {
+                state.quiet_ticks = 0;
+                return;
+            }
+            state.quiet_ticks += 1;
+            if state.quiet_ticks < due {
+                return;
+            }
+            state.quiet_ticks = 0;
+            state.ping_due = true;
+        }
+        self.notify.notify_one();
     }
 }
 
@@ -283,43 +317,6 @@ fn concat(mut chunks: VecDeque<Bytes>, bytes: usize) -> Bytes {
     let mut out = BytesMut::with_capacity(bytes);
     chunks.iter().for_each(|chunk| out.extend_from_slice(chunk));
     out.freeze()
-}
-
-/// A writer's keep-alive clock. It holds one timer for the writer's life and pushes it back only when
-/// it fires early, so a busy connection does no timer work per batch (a timeout per wait would
-/// register and cancel a timer for every message).
-pub(crate) struct IdleClock {
-    period: Duration,
-    last: Instant,
-    timer: Pin<Box<Sleep>>,
-}
-
-impl IdleClock {
-    pub(crate) fn new(period: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            period,
-            last: now,
-            timer: Box::pin(tokio::time::sleep_until(now + period)),
-        }
-    }
-
-    /// Something was written now.
-    fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Completes once a whole period passed since the last write.
-    async fn expired(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            let due = self.last + self.period;
-            if Instant::now() >= due {
-                return;
-            }
-            self.timer.as_mut().reset(due);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -335,7 +332,7 @@ mod tests {
         let q = Outbound::new(100);
         assert_eq!(q.push(b(150)), Ok(()));
         assert_eq!(q.push(b(1)), Err(PushError::Full));
-        let Some(Batch::Data(payload)) = q.try_batch() else {
+        let Some(Batch::Data(payload)) = q.try_batch(None) else {
             panic!()
         };
         assert_eq!(payload.len(), 150);
@@ -350,15 +347,15 @@ mod tests {
         q.push(b(10)).unwrap();
         q.finish(Some(b(3)), true);
         assert_eq!(q.push(b(1)), Err(PushError::Closed));
-        let Some(Batch::Data(payload)) = q.try_batch() else {
+        let Some(Batch::Data(payload)) = q.try_batch(None) else {
             panic!()
         };
         assert_eq!(payload.len(), 3);
-        assert!(matches!(q.try_batch(), Some(Batch::Done)));
+        assert!(matches!(q.try_batch(None), Some(Batch::Done)));
     }
 
     fn batch(q: &Outbound) -> Bytes {
-        match q.try_batch() {
+        match q.try_batch(None) {
             Some(Batch::Data(payload)) => payload,
             other => panic!("{other:?}"),
         }
@@ -380,7 +377,7 @@ mod tests {
         // A lone large message is handed out as it is, without a copy.
         q.push(large.clone()).unwrap();
         assert_eq!(batch(&q).as_ptr(), large.as_ptr());
-        assert!(q.try_batch().is_none());
+        assert!(q.try_batch(None).is_none());
     }
 
     #[test]
@@ -406,23 +403,72 @@ mod tests {
         assert_eq!(q.push(b(100)), Ok(()));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_batches_come_a_period_after_the_last_data() {
-        let q = Outbound::new(100);
-        let period = Duration::from_secs(15);
-        let mut idle = IdleClock::new(period);
-        let started = Instant::now();
-        assert!(matches!(q.next_batch(Some(&mut idle)).await, Batch::Idle));
-        assert_eq!(started.elapsed(), period);
-        // Data 10 s into the next period pushes the following Idle to 15 s after it.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        q.push(b(5)).unwrap();
+    #[test]
+    fn a_writer_buffer_gets_copied_messages_appended_and_the_queue_keeps_its_own() {
+        let q = Outbound::new(1 << 20);
+        let mut frame = b"head".to_vec();
+        q.push(Bytes::from_static(b"one")).unwrap();
+        q.push(Bytes::from_static(b"two")).unwrap();
         assert!(matches!(
-            q.next_batch(Some(&mut idle)).await,
-            Batch::Data(_)
+            q.try_batch(Some(&mut frame)),
+            Some(Batch::Appended(6))
         ));
-        let written = Instant::now();
-        assert!(matches!(q.next_batch(Some(&mut idle)).await, Batch::Idle));
-        assert_eq!(written.elapsed(), period);
+        assert_eq!(&frame[..], b"headonetwo");
+        // A large message goes out shared, with what was copied before it, never into the buffer.
+        let large = Bytes::from(vec![b'L'; COPY_LIMIT + 1]);
+        q.push(Bytes::from_static(b"a")).unwrap();
+        q.push(large.clone()).unwrap();
+        let Some(Batch::Data(payload)) = q.try_batch(Some(&mut frame)) else {
+            panic!()
+        };
+        assert_eq!(payload.len(), 1 + large.len());
+        assert_eq!(&frame[..], b"headonetwo");
+        assert!(q.try_batch(Some(&mut frame)).is_none());
+    }
+
+    #[test]
+    fn a_ping_is_due_after_quiet_ticks_and_data_postpones_it() {
+        let q = Outbound::new(100);
+        q.keep_alive_tick(3);
+        q.keep_alive_tick(3);
+        assert!(q.try_batch(None).is_none());
+        q.keep_alive_tick(3);
+        assert!(matches!(q.try_batch(None), Some(Batch::Idle)));
+        assert!(q.try_batch(None).is_none());
+        // Something taken in a tick starts the count again.
+        q.keep_alive_tick(3);
+        q.keep_alive_tick(3);
+        q.push(b(5)).unwrap();
+        assert!(matches!(q.try_batch(None), Some(Batch::Data(_))));
+        q.keep_alive_tick(3);
+        q.keep_alive_tick(3);
+        q.keep_alive_tick(3);
+        assert!(q.try_batch(None).is_none());
+        q.keep_alive_tick(3);
+        assert!(matches!(q.try_batch(None), Some(Batch::Idle)));
+        // A due ping is dropped when data goes out first, and a finished queue gets none.
+        q.keep_alive_tick(1);
+        q.push(b(1)).unwrap();
+        assert!(matches!(q.try_batch(None), Some(Batch::Data(_))));
+        assert!(q.try_batch(None).is_none());
+        q.finish(None, false);
+        q.keep_alive_tick(1);
+        assert!(matches!(q.try_batch(None), Some(Batch::Done)));
+    }
+
+    #[tokio::test]
+    async fn a_due_ping_wakes_the_waiting_writer() {
+        let q = std::sync::Arc::new(Outbound::new(100));
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.next_batch(None).await }
+        });
+        tokio::task::yield_now().await;
+        q.keep_alive_tick(1);
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(batch, Batch::Idle));
     }
 }

@@ -92,7 +92,10 @@ async fn wait(inner: &GatewayInner, connection: &Arc<Connection>) -> Response<Bo
             }
             no_cache(bytes(StatusCode::OK, "application/octet-stream", payload))
         }
-        Batch::Idle => no_cache(bytes(StatusCode::OK, "text/plain", bytes::Bytes::new())),
+        // Long polling has no keep-alive pings, and passes no buffer.
+        Batch::Idle | Batch::Appended(_) => {
+            no_cache(bytes(StatusCode::OK, "text/plain", bytes::Bytes::new()))
+        }
         Batch::Done => {
             inner.manager.remove(&connection.token);
             no_cache(empty(StatusCode::NO_CONTENT))

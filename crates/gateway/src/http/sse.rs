@@ -16,7 +16,7 @@ use hyper::body::{Frame, Incoming};
 use super::{Body, Refusal, attach, lookup, offered, start_with_posts};
 use crate::GatewayInner;
 use crate::auth::User;
-use crate::connection::{Batch, Connection, ConnectionManager, IdleClock};
+use crate::connection::{Batch, Connection, ConnectionManager};
 use crate::endpoint::Endpoint;
 
 pub(super) fn open(
@@ -38,7 +38,6 @@ pub(super) fn open(
         manager: inner.manager.clone(),
         opened: false,
         done: false,
-        idle: None,
     };
     let body = StreamBody::new(futures_util::stream::unfold(stream, next_event)).boxed_unsync();
     let mut response = Response::new(body);
@@ -66,8 +65,6 @@ struct Stream {
     manager: Arc<ConnectionManager>,
     opened: bool,
     done: bool,
-    /// The keep-alive clock, once the handshake set the interval.
-    idle: Option<IdleClock>,
 }
 
 impl Drop for Stream {
@@ -84,13 +81,7 @@ async fn next_event(mut stream: Stream) -> Option<(Result<Frame<Bytes>, Infallib
         stream.opened = true;
         return Some((Ok(Frame::data(Bytes::from_static(b":\r\n"))), stream));
     }
-    if stream.idle.is_none() {
-        stream.idle = stream
-            .connection
-            .keep_alive()
-            .map(|(_, period)| IdleClock::new(*period));
-    }
-    let payload = match stream.connection.next_batch(stream.idle.as_mut()).await {
+    let payload = match stream.connection.next_batch(None).await {
         Batch::Data(payload) => payload,
         Batch::Idle => stream
             .connection
@@ -101,6 +92,8 @@ async fn next_event(mut stream: Stream) -> Option<(Result<Frame<Bytes>, Infallib
             stream.done = true;
             return None;
         }
+        // Only a writer passing a buffer gets this.
+        Batch::Appended(_) => Bytes::new(),
     };
     if payload.is_empty() {
         // A pong request or a spurious wake-up: SSE has nothing to send for it.

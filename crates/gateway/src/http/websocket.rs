@@ -1,11 +1,18 @@
 //! The WebSockets transport. The upgrade task reads frames straight into the application (no channel;
 //! see `connection::inbound` for the reader); a writer task drains the outbound queue, coalescing
 //! everything queued into one frame (Text for JSON, Binary for MessagePack), sends keep-alive pings when
-//! idle, and ends with a close frame. Frames are written as one vectored write of their head and
-//! payload, from no buffer of the connection's own: an idle connection holds no I/O buffer at all.
+//! the heartbeat says one is due, and ends with a close frame.
+//!
+//! The writer keeps one frame buffer: queued messages are copied into it behind room for the head, and
+//! the head is written in front of them, so a frame is one write with no allocation. A buffer grown
+//! past [`RETAINED_FRAME`] by a burst is let go once written. Large messages (queued shared) go out as
+//! a vectored write of head and payload. A write has a timer (the send timeout) only when the socket
+//! cannot take it at once.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -19,7 +26,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use super::{Body, Refusal, attach, lookup, offered};
 use crate::GatewayInner;
 use crate::auth::User;
-use crate::connection::{Batch, Connection, IdleClock, Inbound, WsRead};
+use crate::connection::{Batch, Connection, Inbound, WsRead};
 use crate::endpoint::{App, Endpoint, run_application};
 
 type WsWrite = WriteHalf<TokioIo<Upgraded>>;
@@ -122,19 +129,26 @@ async fn hand_over(connection: Arc<Connection>, upgraded: fastwebsockets::upgrad
 /// socket, or this one is gone: see [`Connection::set_writer`]).
 async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
     let send_timeout = connection.mount.options.transport_send_timeout;
-    // The keep-alive clock lives across batches: no timer is registered per batch.
-    let mut idle = None;
+    let mut frame = Vec::new();
     loop {
-        if idle.is_none() {
-            idle = connection
-                .keep_alive()
-                .map(|(_, period)| IdleClock::new(*period));
-        }
-        let batch = connection.next_batch(idle.as_mut()).await;
-        let step =
-            tokio::time::timeout(send_timeout, write_batch(&connection, &mut ws, batch)).await;
+        frame.clear();
+        frame.resize(MAX_HEAD, 0);
+        let batch = connection.next_batch(Some(&mut frame)).await;
+        let step = {
+            let write = write_batch(&connection, &mut ws, batch, &mut frame);
+            tokio::pin!(write);
+            // Most writes complete at once: only one the socket makes wait gets a timer.
+            match poll_once(write.as_mut()).await {
+                Some(done) => Ok(done),
+                None => tokio::time::timeout(send_timeout, write).await,
+            }
+        };
         match step {
-            Ok(Ok(true)) => continue,
+            Ok(Ok(true)) => {
+                if frame.capacity() > RETAINED_FRAME {
+                    frame = Vec::new();
+                }
+            }
             Ok(Ok(false)) => break,
             Ok(Err(error)) => {
                 tracing::debug!(connection_id = %connection.id, %error, "WebSocket write failed");
@@ -150,11 +164,22 @@ async fn write_loop(connection: Arc<Connection>, mut ws: WsWrite) {
     }
 }
 
-/// Writes one batch; false once the close frame is written.
+/// Polls `future` once: its output if it completed, `None` if it waits (woken as usual then).
+async fn poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Writes one batch; false once the close frame is written. `frame` holds [`MAX_HEAD`] bytes of room
+/// for a head, followed by the batch when it is [`Batch::Appended`].
 async fn write_batch(
     connection: &Connection,
     ws: &mut WsWrite,
     batch: Batch,
+    frame: &mut [u8],
 ) -> std::io::Result<bool> {
     if let Some(payload) = connection.outbound.take_pong() {
         write_frame(ws, Opcode::Pong, &payload).await?;
@@ -165,6 +190,10 @@ async fn write_batch(
         Opcode::Text
     };
     match batch {
+        Batch::Appended(_) => {
+            let framed = frame_in_place(frame, opcode);
+            ws.write_all(framed).await?;
+        }
         Batch::Data(payload) => {
             if !payload.is_empty() {
                 write_frame(ws, opcode, &payload).await?;
@@ -184,6 +213,24 @@ async fn write_batch(
     }
     ws.flush().await?;
     Ok(true)
+}
+
+/// The longest server frame head (2 bytes, and 8 of length).
+const MAX_HEAD: usize = 10;
+
+/// A frame buffer grown past this is not kept for the next frame.
+const RETAINED_FRAME: usize = 16 * 1024 + MAX_HEAD;
+
+/// Writes the head for the payload behind `frame`'s [`MAX_HEAD`] bytes of room, right before the
+/// payload, and returns the whole frame.
+fn frame_in_place(frame: &mut [u8], opcode: Opcode) -> &[u8] {
+    let payload = frame.len().saturating_sub(MAX_HEAD);
+    let (head, used) = server_head(true, opcode, payload);
+    let start = MAX_HEAD - used;
+    if let (Some(room), Some(head)) = (frame.get_mut(start..MAX_HEAD), head.get(..used)) {
+        room.copy_from_slice(head);
+    }
+    frame.get(start..).unwrap_or_default()
 }
 
 /// Payloads up to this size are copied behind their head and written in one write (one segment on the

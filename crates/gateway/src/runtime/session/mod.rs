@@ -9,8 +9,8 @@
 //! 4. At the end the Close message is queued, `on_disconnected` runs and the connection leaves the
 //!    registry.
 //!
-//! Keep-alive pings are written by the transport's writer when it has been idle for the keep-alive
-//! interval (see `Outbound::next_batch`).
+//! Keep-alive pings are written by the transport's writer when the connection manager's heartbeat
+//! finds nothing was sent for the keep-alive interval (see `Outbound::keep_alive_tick`).
 //!
 //! This file runs the steps in order; `handshake` reads and answers the handshake, `dispatch` handles
 //! each received message (an invocation is checked, bound and started in named steps), `admission`
