@@ -35,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use listener::{Place, ServerLimits};
+pub use listener::{Place, ServerLimits, bind};
 pub use metrics::HttpMetrics;
 pub use tls::Tls;
 

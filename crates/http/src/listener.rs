@@ -1,4 +1,5 @@
-//! Accepting TCP connections without letting clients starve the node: caps on concurrent connections
+//! Accepting TCP connections without letting clients starve the node: a listen backlog deep enough for
+//! a reconnect storm, caps on concurrent connections
 //! (all of them, and per client address) applied at accept, a reserve of file descriptors kept free for
 //! the admin listener and for outgoing connections (Redis, PostgreSQL), the HTTP/1 limits every
 //! connection is served with (header-read and idle timeout, header size), and a rate-limited log of
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::HttpMetrics;
 use crate::throttle::LogThrottle;
@@ -34,6 +35,10 @@ pub struct ServerLimits {
     pub max_connections_per_ip: usize,
     /// File descriptors kept free for everything that is not a client connection.
     pub fd_headroom: usize,
+    /// Connections the kernel completes and queues before the server accepts them (`listen`'s
+    /// backlog; Linux caps it at `net.core.somaxconn`). A connect storm past it makes clients resend
+    /// their SYN after a second.
+    pub listen_backlog: u32,
 }
 
 impl Default for ServerLimits {
@@ -44,8 +49,23 @@ impl Default for ServerLimits {
             max_connections: 0,
             max_connections_per_ip: 0,
             fd_headroom: 128,
+            listen_backlog: 4096,
         }
     }
+}
+
+/// Binds a listener at `address` with room for `backlog` connections waiting to be accepted (tokio's
+/// `TcpListener::bind` leaves 128, which a reconnect storm after a rollout overflows).
+pub async fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted server may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 impl ServerLimits {
@@ -209,6 +229,26 @@ impl ErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_backlog_holds_a_storm_of_connections_not_yet_accepted() {
+        // Nothing accepts: every connect below completes only if the kernel queues it. With tokio's
+        // default of 128, connects past the 129th would wait for a SYN retry and time out here.
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1024)
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut connects = tokio::task::JoinSet::new();
+        for _ in 0..400 {
+            connects.spawn(async move {
+                let connect = TcpStream::connect(address);
+                tokio::time::timeout(Duration::from_millis(900), connect).await
+            });
+        }
+        let streams = connects.join_all().await;
+        let connected = streams.iter().filter(|s| matches!(s, Ok(Ok(_)))).count();
+        assert_eq!(connected, 400);
+    }
 
     #[test]
     fn caps_count_and_release() {

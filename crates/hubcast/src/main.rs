@@ -120,7 +120,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let http_metrics = HttpMetrics::new();
     http_metrics.register(&registry)?;
     // Bound first: the backplane advertises the address the other nodes relay requests to.
-    let listener = bind(config.listen()).await?;
+    let listener = bind_clients(config.listen(), config.server.listen_backlog).await?;
     let tls = listener_tls(&config)?;
     let advertise = match &tls {
         Some(_) => None,
@@ -398,6 +398,13 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
+/// Binds a client listener with `[server] listen_backlog`.
+async fn bind_clients(addr: std::net::SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
+    hubcast_http::bind(addr, backlog)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
 /// The admin listener's task: `/live`, `/ready`, `/metrics` until [`Admin::stop`].
 struct Admin {
     stop: CancellationToken,
@@ -515,7 +522,7 @@ async fn run_control(config: Config) -> anyhow::Result<()> {
         .map(|s| s.expose().as_bytes());
     let api = control_api(&chosen, &config, token_key)?;
     api.register_metrics(&registry)?;
-    let listener = bind(config.listen()).await?;
+    let listener = bind_clients(config.listen(), config.server.listen_backlog).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
     let readiness = Readiness::with_grace(config.readiness_grace);

@@ -8,7 +8,9 @@
 //! - `--sequential`: the publisher's task frames the payload once and writes those bytes to every
 //!   socket in turn, waiting on each (no wake-ups, no queues); a socket whose write fails is dropped.
 //!
-//! Usage: `hubcast-ceiling [ADDR] [--sequential]` (default `127.0.0.1:0`); prints `listening on ADDR`.
+//! Usage: `hubcast-ceiling [ADDR] [--sequential] [--backlog N]` (default `127.0.0.1:0`; the listen
+//! backlog defaults to tokio's 128, as a bare server has it; hubcast's is 4096); prints
+//! `listening on ADDR`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +27,6 @@ use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 /// Payloads kept for slow receivers; one that falls further behind skips messages.
@@ -42,9 +43,12 @@ enum Fanout {
 fn main() -> anyhow::Result<()> {
     let mut address: SocketAddr = "127.0.0.1:0".parse()?;
     let mut sequential = false;
-    for arg in std::env::args().skip(1) {
+    let mut backlog = 128;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--sequential" => sequential = true,
+            "--backlog" => backlog = args.next().unwrap_or_default().parse()?,
             other => address = other.parse()?,
         }
     }
@@ -56,11 +60,11 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(address, fanout))
+        .block_on(serve(address, backlog, fanout))
 }
 
-async fn serve(address: SocketAddr, fanout: Fanout) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(address).await?;
+async fn serve(address: SocketAddr, backlog: u32, fanout: Fanout) -> anyhow::Result<()> {
+    let listener = hubcast_http::bind(address, backlog).await?;
     println!("listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
