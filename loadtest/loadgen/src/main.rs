@@ -31,8 +31,10 @@ use wire::{Audience, Kind};
 #[derive(Parser)]
 #[command(about = "Load generator for hubcast, SignalR hubs and the benchmark peers")]
 struct Cli {
-    /// Number of 127.0.0.x source addresses to spread connections over.
-    #[arg(long, default_value_t = 8, global = true)]
+    /// Number of 127.0.0.x source addresses to spread connections over (each has its own ~28,000
+    /// ephemeral ports; with few, back-to-back runs reuse ports still in TIME_WAIT and some connects
+    /// wait a second for a SYN retry).
+    #[arg(long, default_value_t = 32, global = true)]
     sources: u8,
     #[command(subcommand)]
     command: Command,
