@@ -314,3 +314,59 @@ async fn server_sent_events_framing() {
         "data: {\"error\":\"Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format.\"}\u{1e}\r\n\r\n"
     );
 }
+
+#[tokio::test]
+async fn server_sent_events_carry_keep_alive_pings() {
+    let server = start(HubOptions {
+        keep_alive_interval: Duration::from_millis(200),
+        ..HubOptions::default()
+    })
+    .await;
+    let addr = server.addr;
+    let (_, token) = negotiate(addr, "/hub").await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .uri(format!("/hub?id={token}"))
+        .header("host", "x")
+        .header("accept", "text/event-stream")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut body = sender.send_request(request).await.unwrap().into_body();
+    http(
+        addr,
+        "POST",
+        &format!("/hub?id={token}"),
+        &[],
+        b"{\"protocol\":\"json\",\"version\":1}\x1e",
+    )
+    .await;
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    let started = std::time::Instant::now();
+    // The handshake reply, then a ping a keep-alive interval later, and another one after that.
+    while text.matches("{\"type\":6}").count() < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(3), body.frame())
+            .await
+            .expect("no keep-alive ping over SSE")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    assert!(text.starts_with(":\r\ndata: {}\u{1e}\r\n\r\n"), "{text:?}");
+    assert!(
+        text.contains("data: {\"type\":6}\u{1e}\r\n\r\n"),
+        "{text:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+}
