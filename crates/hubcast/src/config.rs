@@ -702,6 +702,12 @@ impl Config {
                 humantime::format_duration(self.shutdown_grace)
             ));
         }
+        if self.server.listen_backlog == 0 {
+            return setting(
+                "[server] listen_backlog is 0: the kernel would queue almost no connection before                  hubcast accepts it (the default is 4096)"
+                    .to_owned(),
+            );
+        }
         for name in self.hubs.keys() {
             let known = BUILT_IN_HUBS.contains(&name.as_str())
                 || self.upstreams.iter().any(|u| &u.hub == name);
@@ -1027,6 +1033,7 @@ mod tests {
             "[hubs.chta]\nenable_detailed_errors = true",
             "[hubs.chta] names no hub",
         );
+        refused("[server]\nlisten_backlog = 0", "listen_backlog");
         refused("[backplane]\nurl = \"redis+nope://x\"", "backplane");
         refused(
             "[backplane]\nurl = \"redis://h:1\"\nnode_ttl = \"100ms\"",
