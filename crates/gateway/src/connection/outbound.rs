@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
@@ -70,6 +71,8 @@ struct State {
     quiet_ticks: u32,
     /// A keep-alive ping is due.
     ping_due: bool,
+    /// A producer found the queue full and waits for room ([`Outbound::push_wait`]).
+    space_wanted: bool,
 }
 
 impl State {
@@ -109,6 +112,8 @@ pub(crate) struct Outbound {
     notify: Notify,
     /// Signalled when a writer takes queued bytes (room for [`Outbound::push_wait`]).
     space: Notify,
+    /// A pong is recorded in the state (read without the lock).
+    pong_owed: AtomicBool,
     limit: usize,
 }
 
@@ -118,6 +123,7 @@ impl Outbound {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             space: Notify::new(),
+            pong_owed: AtomicBool::new(false),
             limit,
         }
     }
@@ -151,6 +157,7 @@ impl Outbound {
                 return Err((PushError::Closed, bytes));
             }
             if state.bytes > 0 && state.bytes + bytes.len() > self.limit {
+                state.space_wanted = true;
                 return Err((PushError::Full, bytes));
             }
             on_queued(&bytes);
@@ -223,12 +230,21 @@ impl Outbound {
 
     /// Records a pong to send (WebSocket control frames ride outside the byte bound).
     pub(crate) fn push_pong(&self, payload: Bytes) {
-        self.lock().pong = Some(payload);
+        {
+            let mut state = self.lock();
+            state.pong = Some(payload);
+            // Under the lock: a writer that sees the pong in the state also sees the flag.
+            self.pong_owed.store(true, Ordering::Release);
+        }
         self.notify.notify_one();
     }
 
-    /// Takes a pending pong, if any.
+    /// Takes a pending pong, if any. The writer asks before every batch; the flag spares it the lock
+    /// when none is owed (a pong recorded meanwhile wakes it, and it finds the flag on the next batch).
     pub(crate) fn take_pong(&self) -> Option<Bytes> {
+        if !self.pong_owed.swap(false, Ordering::Acquire) {
+            return None;
+        }
         self.lock().pong.take()
     }
 
@@ -248,6 +264,8 @@ impl Outbound {
         }
         state.taken = true;
         state.ping_due = false;
+        // Only a producer that found the queue full waits for room: nobody to wake otherwise.
+        let wake_producers = std::mem::take(&mut state.space_wanted);
         let bytes = std::mem::take(&mut state.bytes);
         let batch = match into {
             Some(into) if state.chunks.is_empty() => {
@@ -275,7 +293,9 @@ impl Outbound {
                 Batch::Data(concat(chunks, bytes))
             }
         };
-        self.space.notify_waiters();
+        if wake_producers {
+            self.space.notify_waiters();
+        }
         Some(batch)
     }
 
@@ -454,6 +474,36 @@ mod tests {
         q.finish(None, false);
         q.keep_alive_tick(1);
         assert!(matches!(q.try_batch(None), Some(Batch::Done)));
+    }
+
+    #[test]
+    fn a_pong_is_taken_once_and_only_when_owed() {
+        let q = Outbound::new(100);
+        assert!(q.take_pong().is_none());
+        q.push_pong(Bytes::from_static(b"p"));
+        assert!(matches!(q.try_batch(None), Some(Batch::Data(ref d)) if d.is_empty()));
+        assert_eq!(q.take_pong().as_deref(), Some(&b"p"[..]));
+        assert!(q.take_pong().is_none());
+        assert!(q.try_batch(None).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_producer_waiting_for_room_is_woken_when_the_writer_takes_the_queue() {
+        let q = std::sync::Arc::new(Outbound::new(10));
+        q.push(b(10)).unwrap();
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.push_wait(b(5), |_| {}).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(matches!(q.try_batch(None), Some(Batch::Data(_))));
+        let pushed = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pushed, Ok(()));
+        assert!(matches!(q.try_batch(None), Some(Batch::Data(ref d)) if d.len() == 5));
     }
 
     #[tokio::test]
