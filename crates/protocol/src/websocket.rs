@@ -199,9 +199,12 @@ pub fn check_close(payload: &[u8]) -> Result<u16, FrameError> {
     }
 }
 
+/// The longest head of a server frame: 2 bytes and an 8-byte length (no mask).
+pub const MAX_SERVER_HEAD: usize = 10;
+
 /// The head of an unmasked server frame carrying `len` bytes; the head is the first `.1` bytes.
-pub fn server_head(fin: bool, opcode: Opcode, len: usize) -> ([u8; 10], usize) {
-    let mut head = [0u8; 10];
+pub fn server_head(fin: bool, opcode: Opcode, len: usize) -> ([u8; MAX_SERVER_HEAD], usize) {
+    let mut head = [0u8; MAX_SERVER_HEAD];
     head[0] = (u8::from(fin) << 7) | opcode.bits();
     let used = if len < 126 {
         head[1] = len as u8;

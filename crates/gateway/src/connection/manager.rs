@@ -131,20 +131,19 @@ impl ConnectionManager {
     /// that has a keep-alive period (a ping is due after a period without sending), and aborts and
     /// removes connections idle past their endpoint's disconnect timeout.
     pub(crate) fn sweep(&self, now: Instant, tick: Duration) {
+        // One pass; the expired are removed after it, when no shard of the table is locked.
+        let mut expired = Vec::new();
         for connection in self.connections.iter() {
             if let Some((_, period)) = connection.keep_alive() {
                 connection.outbound.keep_alive_tick(ticks_in(*period, tick));
             }
+            if connection
+                .idle_for(now)
+                .is_some_and(|idle| idle > connection.mount.options.disconnect_timeout)
+            {
+                expired.push(connection.value().clone());
+            }
         }
-        let expired: Vec<Arc<Connection>> = self
-            .connections
-            .iter()
-            .filter(|c| {
-                c.idle_for(now)
-                    .is_some_and(|idle| idle > c.mount.options.disconnect_timeout)
-            })
-            .map(|c| c.value().clone())
-            .collect();
         for connection in expired {
             tracing::debug!(connection_id = %connection.id, "dropping inactive connection");
             connection.close_transport_lost();
@@ -155,19 +154,18 @@ impl ConnectionManager {
     /// Runs [`sweep`](Self::sweep) every `tick` until `shutdown`.
     pub(crate) fn spawn_heartbeat(self: &Arc<Self>, tick: Duration, shutdown: CancellationToken) {
         let manager = Arc::downgrade(self);
-        let period = tick;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = tokio::time::interval(tick);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
+                    _ = ticks.tick() => {}
                 }
                 let Some(manager) = manager.upgrade() else {
                     break;
                 };
-                manager.sweep(Instant::now(), period);
+                manager.sweep(Instant::now(), tick);
             }
         });
     }

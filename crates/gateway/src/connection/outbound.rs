@@ -267,31 +267,26 @@ impl Outbound {
         // Only a producer that found the queue full waits for room: nobody to wake otherwise.
         let wake_producers = std::mem::take(&mut state.space_wanted);
         let bytes = std::mem::take(&mut state.bytes);
-        let batch = match into {
-            Some(into) if state.chunks.is_empty() => {
-                into.extend_from_slice(&state.tail);
-                state.tail.clear();
-                if state.tail.capacity() > RETAINED_CAPACITY {
-                    state.tail = BytesMut::new();
+        let batch = if state.chunks.is_empty() {
+            let batch = match into {
+                Some(into) => {
+                    into.extend_from_slice(&state.tail);
+                    state.tail.clear();
+                    Batch::Appended(bytes)
                 }
-                drop(state);
-                Batch::Appended(bytes)
+                None => Batch::Data(state.tail.split().freeze()),
+            };
+            if state.tail.capacity() > RETAINED_CAPACITY {
+                state.tail = BytesMut::new();
             }
-            _ if state.chunks.is_empty() => {
-                let payload = state.tail.split().freeze();
-                if state.tail.capacity() > RETAINED_CAPACITY {
-                    state.tail = BytesMut::new();
-                }
-                drop(state);
-                Batch::Data(payload)
-            }
-            _ => {
-                state.seal_tail();
-                let chunks = std::mem::take(&mut state.chunks);
-                // Concatenated outside the lock.
-                drop(state);
-                Batch::Data(concat(chunks, bytes))
-            }
+            drop(state);
+            batch
+        } else {
+            state.seal_tail();
+            let chunks = std::mem::take(&mut state.chunks);
+            // Concatenated outside the lock.
+            drop(state);
+            Batch::Data(concat(chunks, bytes))
         };
         if wake_producers {
             self.space.notify_waiters();

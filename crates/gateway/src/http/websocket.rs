@@ -17,7 +17,7 @@ use std::task::Poll;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hubcast_protocol::Transport;
-use hubcast_protocol::websocket::{Opcode, server_head};
+use hubcast_protocol::websocket::{MAX_SERVER_HEAD as MAX_HEAD, Opcode, server_head};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -214,9 +214,6 @@ async fn write_batch(
     ws.flush().await?;
     Ok(true)
 }
-
-/// The longest server frame head (2 bytes, and 8 of length).
-const MAX_HEAD: usize = 10;
 
 /// A frame buffer grown past this is not kept for the next frame.
 const RETAINED_FRAME: usize = 16 * 1024 + MAX_HEAD;
