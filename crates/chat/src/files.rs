@@ -117,12 +117,7 @@ pub fn route(store: Arc<dyn MessageStore>, errors: prometheus::IntCounter) -> Ro
                 .path()
                 .strip_prefix("/uploads/")
                 .unwrap_or_default();
-            // Ids are 22 URL-safe base64 characters: anything else was never issued.
-            if id.len() != 22
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !hubcast_protocol::ids::is_random_id(id) {
                 return text(StatusCode::NOT_FOUND, "no such file");
             }
             let file = match store.file(id).await {

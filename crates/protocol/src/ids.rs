@@ -17,6 +17,15 @@ pub fn random_id() -> Result<String, RandomError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Whether `id` has the shape [`random_id`] gives (22 URL-safe base64 characters): anything else was
+/// never issued, and can be refused before any lookup.
+pub fn is_random_id(id: &str) -> bool {
+    id.len() == 22
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +40,13 @@ mod tests {
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn issued_ids_have_the_shape_lookups_accept() {
+        assert!(is_random_id(&random_id().unwrap()));
+        assert!(!is_random_id("short"));
+        assert!(!is_random_id("abcdefghijklmnopqrstu/"));
+        assert!(!is_random_id("abcdefghijklmnopqrstuvw"));
     }
 }
